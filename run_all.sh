@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Set up the environment and run the study (or its tests). See ./run_all.sh --help.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+usage() {
+  cat <<'USAGE'
+Usage: ./run_all.sh [PROFILE | test | setup | --help] [runner options]
+
+  ./run_all.sh              set up, then run every notebook on the `default` profile
+                            (embedded multilingual-e5-small, full data; CPU, see README)
+  ./run_all.sh smoke        the same on the tiny `smoke` profile (a few minutes)
+  ./run_all.sh paper        the GPU / hub-model profile (needs a network and a GPU)
+  ./run_all.sh PATH.yaml    any profile file
+  ./run_all.sh test         set up, then run every test: pytest (tests/) plus nbval
+                            (lax) over every notebook on the smoke profile
+  ./run_all.sh setup        only create / update the environment
+  ./run_all.sh --help       this text
+
+Runner options (after the profile): --only NN [NN ...] runs just those notebooks,
+--dry-run prints the plan, --quiet hides cell output.
+
+Set-up creates .venv (unless a conda environment made from environment.yml is
+active), installs the pinned requirements.txt plus this project (editable), and
+does nothing when that is already done. Executed notebooks go to
+results/<profile>/notebooks/, numbers to results/<profile>/*.csv, figures to
+results/<profile>/figures/ (and figures/ for the default profile).
+Environment: HBT_DATA_DIR (data folder; default ../shared/data when present),
+HBT_CACHE_DIR (converted models, downloads; default ~/.cache/hybrid-batch-study).
+USAGE
+}
+
+setup() {
+  local stamp_src py
+  stamp_src=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [[ -n "${CONDA_PREFIX:-}" && "${CONDA_DEFAULT_ENV:-}" == "hybrid-batch" ]]; then
+    PY="$CONDA_PREFIX/bin/python"
+    if [[ "$(cat "$CONDA_PREFIX/.hbt-setup" 2>/dev/null)" != "$stamp_src" ]]; then
+      echo "== set-up: installing the project into the conda environment"
+      "$PY" -m pip install -q --no-deps -r requirements-nodeps.txt
+      "$PY" -m pip install -q --no-deps -e .
+      echo "$stamp_src" > "$CONDA_PREFIX/.hbt-setup"
+    fi
+    return
+  fi
+  PY=".venv/bin/python"
+  if [[ -f .venv/.hbt-setup && "$(cat .venv/.hbt-setup)" == "$stamp_src" ]]; then
+    return
+  fi
+  py=$(command -v python3.11 || command -v python3)
+  echo "== set-up: creating .venv with $($py --version) and installing requirements.txt"
+  [[ -x .venv/bin/python ]] || "$py" -m venv .venv
+  "$PY" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  "$PY" -m pip install -q -r requirements.txt 2>&1 | grep -v "is ignored" || true
+  "$PY" -m pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | grep -v "is ignored" || true
+  "$PY" -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
+  "$PY" -c "import torch, transformers, papermill, faiss, ranx, lib" \
+    || { echo "set-up failed: the environment does not import; see the pip output above" >&2; exit 1; }
+  echo "$stamp_src" > .venv/.hbt-setup
+}
+
+cmd="${1:-default}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  -h|--help|help) usage ;;
+  setup) setup ;;
+  test)
+    setup
+    rm -rf build/nbval
+    "$PY" -m lib.runner smoke --prepare build/nbval >/dev/null
+    exec "$PY" -m pytest tests build/nbval --nbval-lax -p no:cacheprovider "$@"
+    ;;
+  *)
+    setup
+    exec "$PY" -m lib.runner "$cmd" "$@"
+    ;;
+esac
