@@ -1,0 +1,22 @@
+"""Shared fixtures: a tiny random encoder, and the real embedded backbone (built once per session)."""
+from __future__ import annotations
+
+import pytest
+
+from lib.encoder import build_tiny_encoder, load_encoder
+
+
+@pytest.fixture
+def tiny_encoder():
+    """A fresh random 2-layer, 32-dim BERT with a word-level tokenizer (see lib.encoder.tiny_vocab).
+
+    Words ``a0``..``z9``: the letter is a fake language, e.g. ``"a1 a2"`` and
+    ``"b1 b2"`` are one parallel item in languages ``a`` and ``b``.
+    """
+    return build_tiny_encoder(seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedded_encoder():
+    """The embedded multilingual-e5-small (all 12 layers); converted on first use, then cached."""
+    return load_encoder("embedded")
