@@ -1,0 +1,1208 @@
+"""Inference efficiency of a model's embedding space (study question 1).
+
+The encoder is the same network whatever the training strategy, so the cost
+of encoding a text is the same by construction; :func:`encoding_costs`
+measures it (throughput, peak memory, fp32 vs bf16) to show it. What can
+differ is how cheaply each model's embedding space can be *searched* at a
+given quality. :func:`sweep_models` builds faiss indexes over each model's
+passage embeddings (exact ``Flat``, IVF with an nprobe sweep, HNSW with an
+efSearch sweep, product quantization, 8-bit / fp16 scalar quantization,
+truncation to the first d dimensions) and measures, per point:
+
+- quality: ``overlap_at_10`` (the share of the exact search's top-10 that
+  the index returns in its top-10, with its standard error) and labelled
+  metrics from ranx (DuReader's official MRR@10, R@1, R@50 plus nDCG@10;
+  hit rate, recall and nDCG at 10 in XQuAD-R's multilingual pool);
+- cost: single-query latency (per-query median over repeats, then p5 / p50
+  / p95 over queries), batched throughput (median and p5 / p95 over
+  repeats), serialized index bytes, bytes per vector, build time.
+
+:func:`language_clustering` measures how much a multilingual pool clusters
+by language (silhouette by language; share of IVF cells dominated by one
+language; purity and entropy of language per cell, against shuffled labels).
+
+:func:`measure_all` runs everything for several models in one process with
+fixed thread counts (:func:`set_threads`), the models interleaved in every
+timing so that a change in machine load hits all alike, and upserts flat
+rows ``model, strategy, dataset, index, param, value_name, value`` into
+``results/<profile>/efficiency.csv`` (:func:`write_rows`, by ``(model,
+dataset)``). The tables, figures and the computed conclusion of notebook
+06 are at the end of the module.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import faiss
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lib.errors import ConfigError
+from lib.paths import atomic_write, results_dir
+
+COLUMNS = ["model", "strategy", "dataset", "index", "param", "value_name", "value"]
+DUREADER_METRICS = ("mrr_at_10", "recall_at_1", "recall_at_50", "ndcg_at_10")  # csv names (lib.metrics)
+POOL_METRICS = ("hit_rate_at_10", "recall_at_10", "ndcg_at_10")
+OVERLAP = "overlap_at_10"
+FAMILIES = ("exact", "ivf", "hnsw", "pq", "sq", "trunc")
+ZERO_SHOT = "zero-shot"
+
+
+def set_threads(threads: int) -> dict[str, int]:
+    """Fix faiss's OpenMP and torch's intra-op thread counts; return what each now uses."""
+    import torch
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads={threads!r}: use a positive integer (e.g. 2)")
+    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)
+    return {"faiss_threads": faiss.omp_get_max_threads(), "torch_threads": torch.get_num_threads()}
+
+
+# --------------------------------------------------------------------------
+# Quality
+
+
+def overlap_at_k(ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per query, the share of its exact top-k found in the approximate top-k (recall of the exact top-k)."""
+    k = min(k, exact_ids.shape[1], ids.shape[1])
+    return np.array([len(set(a[:k][a[:k] >= 0]) & set(e[:k])) / k for a, e in zip(ids, exact_ids)])
+
+
+def labelled_metrics(ids: np.ndarray, scores: np.ndarray, qids: Sequence[str], doc_ids: Sequence[str],
+                     qrels: pd.DataFrame, metrics: Sequence[str] = DUREADER_METRICS) -> dict[str, float]:
+    """Mean ranx metrics (csv names such as ``mrr_at_10``) of a top-k result.
+
+    Rows of ``ids`` / ``scores`` align with ``qids`` and index ``doc_ids``
+    (faiss output, -1 = no result). Only queries with a judgement are
+    scored (DuReader's test questions carry none); a judged query without a
+    relevant passage in its list scores 0. Fed to ranx as numeric arrays,
+    as ``lib.metrics`` does.
+    """
+    from ranx import evaluate
+
+    doc_pos = {d: i for i, d in enumerate(map(str, doc_ids))}
+    judged: dict[str, list[int]] = {}
+    for qid, doc in zip(qrels["qid"].astype(str), qrels["doc_id"].astype(str)):
+        if doc not in doc_pos:
+            raise ConfigError(f"qrels name doc_id {doc!r} (query {qid!r}) that is not among the docs searched")
+        judged.setdefault(qid, []).append(doc_pos[doc])
+    rows = [i for i, q in enumerate(map(str, qids)) if q in judged]
+    if not rows:
+        raise ConfigError("labelled_metrics: no query of the result has a judgement in qrels; check that "
+                          "qrels.qid uses the same ids as the queries")
+    width = max(len(judged[str(qids[i])]) for i in rows)
+    qrel_arr = np.zeros((len(rows), width, 2))
+    qrel_arr[:, :, 0] = -1.0
+    k = ids.shape[1]
+    run = np.empty((len(rows), k, 2))
+    filler = len(doc_ids) + np.arange(k)  # ids that no qrel names, for missing results
+    for r, i in enumerate(rows):
+        rel = judged[str(qids[i])]
+        qrel_arr[r, :len(rel), 0], qrel_arr[r, :len(rel), 1] = rel, 1.0
+        found = ids[i] >= 0
+        run[r, :, 0] = np.where(found, ids[i], filler)
+        run[r, :, 1] = np.where(found, scores[i], -1e9 - np.arange(k))
+    names = {m: m.replace("_at_", "@") for m in metrics}
+    values = evaluate(qrel_arr, run, list(names.values()), threads=1, save_results_in_run=False)
+    values = values if isinstance(values, dict) else {next(iter(names.values())): values}
+    return {m: float(values[r]) for m, r in names.items()}
+
+
+# --------------------------------------------------------------------------
+# Index specifications and building
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index configuration and the search-time knob swept over it."""
+
+    family: str  # exact | ivf | hnsw | pq | sq | trunc
+    factory: str  # faiss index_factory string, e.g. "IVF431,Flat", "HNSW32", "PQ32x8", "SQ8"
+    base: str  # the build parameters as text, e.g. "nlist=431" (first part of ``param``)
+    knob: str = ""  # "nprobe" | "efSearch" | "" (nothing swept)
+    values: tuple[int, ...] = ()
+    dim: int = 0  # trunc: keep the first ``dim`` dimensions (0 = all)
+
+    def params(self) -> list[tuple[int | None, str]]:
+        """(knob value, ``param`` text) for each point of this spec."""
+        if not self.knob:
+            return [(None, self.base)]
+        return [(v, f"{self.base},{self.knob}={v}") for v in self.values]
+
+
+def ivf_nlist(n_docs: int) -> int:
+    """IVF cells: about 4 * sqrt(N), and at least 2 vectors per cell."""
+    return int(max(1, min(round(4 * math.sqrt(n_docs)), n_docs // 2)))
+
+
+def default_specs(n_docs: int, dim: int, families: Sequence[str] = FAMILIES,
+                  nprobes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+                  ef_searches: Sequence[int] = (16, 32, 64, 128, 256), hnsw_m: int = 32,
+                  pq: Sequence[tuple[int, int]] = ((8, 8), (16, 8), (32, 8), (96, 4)),
+                  sq: Sequence[str] = ("SQ8", "SQfp16"), dims: Sequence[int] = (384, 256, 128, 64),
+                  pq_min_points: int = 39) -> list[IndexSpec]:
+    """The sweep for ``n_docs`` vectors of width ``dim``; configurations that cannot apply are left out
+    (nprobe > nlist, PQ sub-quantizers not dividing ``dim`` or with fewer than ``pq_min_points``
+    vectors per centroid (faiss's advice is 39), truncation wider than ``dim``). PQ is plain
+    ``IndexPQ`` (``np``: no polysemous training, which costs far more than the k-means here and
+    changes nothing for exhaustive search)."""
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise ConfigError(f"families {sorted(unknown)} unknown; use some of {FAMILIES}")
+    specs = []
+    if "exact" in families:
+        specs.append(IndexSpec("exact", "Flat", f"dim={dim}"))
+    if "ivf" in families:
+        nlist = ivf_nlist(n_docs)
+        probes = tuple(p for p in nprobes if p <= nlist) or (nlist,)
+        specs.append(IndexSpec("ivf", f"IVF{nlist},Flat", f"nlist={nlist}", "nprobe", probes))
+    if "hnsw" in families:
+        specs.append(IndexSpec("hnsw", f"HNSW{hnsw_m}", f"M={hnsw_m}", "efSearch", tuple(ef_searches)))
+    if "pq" in families:
+        specs += [IndexSpec("pq", f"PQ{m}x{b}np", f"m={m},nbits={b}") for m, b in pq
+                  if dim % m == 0 and n_docs >= pq_min_points * 2 ** b]
+    if "sq" in families:
+        specs += [IndexSpec("sq", q, f"qtype={q[2:]}") for q in sq]
+    if "trunc" in families:
+        specs += [IndexSpec("trunc", "Flat", f"dim={d}", dim=d) for d in dims if d < dim]
+    return specs
+
+
+def truncate(emb: np.ndarray, dim: int) -> np.ndarray:
+    """The first ``dim`` dimensions of each row, L2-renormalised (float32, C-contiguous)."""
+    emb = np.asarray(emb, dtype=np.float32)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= emb.shape[1]:
+        raise ConfigError(f"truncation dim={dim!r} is not possible for {emb.shape[1]}-dimensional embeddings: "
+                          f"use 1..{emb.shape[1]}")
+    out = np.ascontiguousarray(emb[:, :dim])
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)
+
+
+def make_index(factory: str, dim: int) -> faiss.Index:
+    """An empty inner-product faiss index from a factory string; ConfigError when faiss rejects it."""
+    try:
+        return faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"faiss cannot build index factory string {factory!r} for {dim}-dim vectors "
+                          f"({reason.split(': ', 1)[-1]}); use e.g. 'Flat', 'IVF<nlist>,Flat', 'HNSW32', "
+                          "'PQ<m>x<nbits>' with m dividing the dimension, 'SQ8'") from exc
+
+
+def build_index(factory: str, docs: np.ndarray) -> tuple[faiss.Index, float]:
+    """Train (when needed) and fill an index; return it with the build time in seconds."""
+    docs = np.ascontiguousarray(docs, dtype=np.float32)
+    index = make_index(factory, docs.shape[1])
+    _training_params(index)
+    start = time.perf_counter()
+    try:
+        if not index.is_trained:
+            index.train(docs)
+        index.add(docs)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0].split(": ", 1)[-1]
+        raise ConfigError(f"faiss could not train index {factory!r} on {len(docs)} vectors ({reason}); "
+                          "use fewer IVF cells / PQ centroids or more vectors") from exc
+    return index, time.perf_counter() - start
+
+
+def _training_params(index: faiss.Index) -> None:
+    """k-means settings: no "please provide at least 39 * k training points" warning (the pools here
+    are known to be small for it), and 10 iterations for PQ codebooks (faiss's default for IVF; its
+    PQ default of 25 costs minutes on 2 cores with 8-bit codebooks and gains little)."""
+    with contextlib.suppress(RuntimeError):
+        faiss.extract_index_ivf(index).cp.min_points_per_centroid = 1
+    pq = getattr(index, "pq", None)
+    if pq is not None:
+        pq.cp.min_points_per_centroid = 1
+        pq.cp.niter = 10
+
+
+def set_knob(index: faiss.Index, knob: str, value: int) -> None:
+    """Set nprobe (IVF) or efSearch (HNSW); ConfigError when it does not apply or is out of range."""
+    if knob == "nprobe":
+        try:
+            ivf = faiss.extract_index_ivf(index)
+        except RuntimeError as exc:
+            raise ConfigError(f"nprobe applies to IVF indexes only, not {type(index).__name__}") from exc
+        if not 1 <= value <= ivf.nlist:
+            raise ConfigError(f"nprobe={value} is larger than nlist={ivf.nlist} (or below 1): an IVF index "
+                              f"can probe 1..{ivf.nlist} cells; lower nprobe or build more cells")
+        ivf.nprobe = int(value)
+    elif knob == "efSearch":
+        if not hasattr(index, "hnsw"):
+            raise ConfigError(f"efSearch applies to HNSW indexes only, not {type(index).__name__}")
+        if value < 1:
+            raise ConfigError(f"efSearch={value}: use a positive integer")
+        index.hnsw.efSearch = int(value)
+    else:
+        raise ConfigError(f"search parameter {knob!r} unknown; use 'nprobe' (IVF) or 'efSearch' (HNSW)")
+
+
+def check_spec(spec: IndexSpec, dim: int) -> None:
+    """Reject a spec that cannot apply to ``dim``-wide embeddings before anything is built."""
+    if spec.family not in FAMILIES:
+        raise ConfigError(f"index family {spec.family!r} unknown; use one of {FAMILIES}")
+    if spec.dim and spec.dim > dim:
+        raise ConfigError(f"truncation dim={spec.dim} is larger than the embedding width {dim}: use 1..{dim}")
+    if spec.knob == "nprobe" and spec.factory.startswith("IVF"):
+        nlist = int(spec.factory[3:].split(",")[0].split("_")[0])
+        too_big = [v for v in spec.values if v > nlist]
+        if too_big:
+            raise ConfigError(f"nprobe {too_big} larger than nlist={nlist} of {spec.factory!r}: "
+                              f"use nprobe in 1..{nlist}")
+
+
+def index_size(index: faiss.Index) -> dict[str, float]:
+    """Serialized bytes, bytes per vector, and the codec's bytes per vector where faiss has one."""
+    size = int(faiss.serialize_index(index).size)
+    out = {"index_bytes": float(size), "bytes_per_vector": size / max(1, index.ntotal)}
+    try:
+        out["code_bytes_per_vector"] = float(index.sa_code_size())
+    except RuntimeError:
+        storage = getattr(index, "storage", None)  # HNSW: the stored vectors, links excluded
+        if storage is not None:
+            out["code_bytes_per_vector"] = float(storage.sa_code_size())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Timing
+
+
+def spread(values: Sequence[float], name: str, scale: float = 1.0) -> dict[str, float]:
+    """``name_p5``, ``name_p50``, ``name_p95`` of ``values * scale``."""
+    v = np.asarray(values, dtype=float) * scale
+    p5, p50, p95 = np.percentile(v, [5, 50, 95])
+    return {f"{name}_p5": float(p5), f"{name}_p50": float(p50), f"{name}_p95": float(p95)}
+
+
+def time_single(targets: dict[str, tuple[faiss.Index, np.ndarray]], k: int = 10, repeats: int = 3,
+                warmup: int = 5) -> dict[str, np.ndarray]:
+    """Seconds per single-query search for each ``name -> (index, queries)``: per query, the median over
+    ``repeats``. Models are interleaved within each repeat, so a change in machine load hits all alike."""
+    n = min(len(q) for _, q in targets.values())
+    for index, q in targets.values():
+        for row in q[:warmup]:
+            index.search(row[None], min(k, index.ntotal))
+    times = {name: np.empty((repeats, n)) for name in targets}
+    for r in range(repeats):
+        for name, (index, q) in targets.items():
+            kk = min(k, index.ntotal)
+            for i in range(n):
+                row = q[i:i + 1]
+                t0 = time.perf_counter()
+                index.search(row, kk)
+                times[name][r, i] = time.perf_counter() - t0
+    return {name: np.median(t, axis=0) for name, t in times.items()}
+
+
+def time_batch(targets: dict[str, tuple[faiss.Index, np.ndarray]], k: int = 10,
+               repeats: int = 3) -> dict[str, np.ndarray]:
+    """Seconds to search all queries in one call, per repeat (after one warm-up call), interleaved."""
+    for index, q in targets.values():
+        index.search(q, min(k, index.ntotal))
+    out: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(repeats):
+        for name, (index, q) in targets.items():
+            t0 = time.perf_counter()
+            index.search(q, min(k, index.ntotal))
+            out[name].append(time.perf_counter() - t0)
+    return {name: np.asarray(v) for name, v in out.items()}
+
+
+# --------------------------------------------------------------------------
+# The sweep
+
+
+def _check_inputs(queries: np.ndarray, docs: np.ndarray, qids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    docs = np.ascontiguousarray(docs, dtype=np.float32)
+    if queries.ndim != 2 or docs.ndim != 2 or queries.shape[1] != docs.shape[1]:
+        raise ConfigError(f"queries {queries.shape} and docs {docs.shape} must be 2-D with the same width")
+    if len(qids) != len(queries) or len(doc_ids) != len(docs):
+        raise ConfigError(f"{len(qids)} qids for {len(queries)} query rows, {len(doc_ids)} doc_ids for "
+                          f"{len(docs)} doc rows: they must match")
+    return queries, docs
+
+
+def _frame(rows: list[tuple], model: bool = False) -> pd.DataFrame:
+    cols = ["index", "param", "value_name", "value"]
+    return pd.DataFrame(rows, columns=["model", *cols] if model else cols)
+
+
+def sweep_models(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], qids: Sequence[str],
+                 doc_ids: Sequence[str], qrels: pd.DataFrame, specs: Sequence[IndexSpec], *,
+                 metrics: Sequence[str] = DUREADER_METRICS, k: int = 50, k_latency: int = 10,
+                 n_latency: int = 100, n_batch: int = 1000, repeats: int = 3, warmup: int = 5, seed: int = 0,
+                 progress: bool | None = None) -> pd.DataFrame:
+    """Quality and cost of every point of ``specs`` for every model: rows ``model, index, param,
+    value_name, value``.
+
+    ``embeddings`` maps a model name to its (queries, docs) embeddings of
+    the same texts (rows aligned with ``qids`` / ``doc_ids``); with
+    ``metrics=()`` no labelled metric is computed (``qrels`` unused). ``k`` is the
+    depth searched for the labelled metrics (R@50 needs 50); latency and
+    throughput are timed at depth ``k_latency``, single-query latency on
+    ``n_latency`` sampled queries, batched throughput on ``n_batch`` sampled
+    queries searched in one call; the models are timed interleaved.
+    """
+    embeddings = {m: _check_inputs(q, d, qids, doc_ids) for m, (q, d) in embeddings.items()}
+    dim = next(iter(embeddings.values()))[1].shape[1]
+    for spec in specs:
+        check_spec(spec, dim)
+    qids = [str(q) for q in qids]
+    exact_ids = {}
+    for m, (q, d) in embeddings.items():
+        exact = faiss.IndexFlatIP(d.shape[1])
+        exact.add(d)
+        exact_ids[m] = exact.search(q, min(10, len(d)))[1]
+    n_queries = len(qids)
+    rng = np.random.default_rng(seed)
+    lat = np.sort(rng.choice(n_queries, size=min(n_latency, n_queries), replace=False))
+    batch = np.sort(rng.choice(n_queries, size=min(n_batch, n_queries), replace=False))
+    rows = []
+    total = sum(len(s.params()) for s in specs)
+    with tqdm(total=total, desc="index sweep", disable=not (total > 10 if progress is None else progress)) as bar:
+        for spec in specs:
+            built = {}
+            for m, (q, d) in embeddings.items():
+                q, d = (truncate(q, spec.dim), truncate(d, spec.dim)) if spec.dim else (q, d)
+                index, build_s = build_index(spec.factory, d)
+                built[m] = (index, q, {**index_size(index), "build_s": build_s})
+            for value, param in spec.params():
+                values = {}
+                for m, (index, q, fixed) in built.items():
+                    if value is not None:
+                        set_knob(index, spec.knob, value)
+                    scores, ids = index.search(q, min(k, index.ntotal))
+                    overlap = overlap_at_k(ids, exact_ids[m], 10)
+                    se = overlap.std(ddof=1) / np.sqrt(len(overlap)) if len(overlap) > 1 else float("nan")
+                    values[m] = {OVERLAP: overlap.mean(), f"{OVERLAP}_se": se, **fixed}
+                    if metrics:
+                        values[m].update(labelled_metrics(ids, scores, qids, doc_ids, qrels, metrics))
+                single = time_single({m: (i, q[lat]) for m, (i, q, _) in built.items()}, k_latency, repeats, warmup)
+                batched = time_batch({m: (i, q[batch]) for m, (i, q, _) in built.items()}, k_latency, repeats)
+                for m in built:
+                    values[m].update(spread(single[m], "latency_ms", 1e3))
+                    values[m].update(spread(len(batch) / batched[m], "batch_qps"))
+                    rows += [(m, spec.family, param, name, float(v)) for name, v in values[m].items()]
+                bar.update(1)
+    return _frame(rows, model=True)
+
+
+def sweep(queries: np.ndarray, docs: np.ndarray, qids: Sequence[str], doc_ids: Sequence[str],
+          qrels: pd.DataFrame, specs: Sequence[IndexSpec], **kwargs) -> pd.DataFrame:
+    """:func:`sweep_models` for one model's embeddings: rows ``index, param, value_name, value``."""
+    rows = sweep_models({"": (queries, docs)}, qids, doc_ids, qrels, specs, **kwargs)
+    return rows.drop(columns="model")
+
+
+# --------------------------------------------------------------------------
+# Encoding cost
+
+
+@contextlib.contextmanager
+def precision(mode: str):
+    """Make ``Encoder.encode`` run in ``"fp32"`` or ``"bf16"`` (via ``HBT_BF16``) inside the block."""
+    if mode not in ("fp32", "bf16"):
+        raise ConfigError(f"precision {mode!r}: use 'fp32' or 'bf16'")
+    old = os.environ.get("HBT_BF16")
+    os.environ["HBT_BF16"] = "1" if mode == "bf16" else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HBT_BF16", None)
+        else:
+            os.environ["HBT_BF16"] = old
+
+
+def hardware_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (the ``HBT_BF16`` override ignored)."""
+    from lib.encoder import bf16_supported
+
+    old = os.environ.pop("HBT_BF16", None)
+    try:
+        return bf16_supported()
+    finally:
+        if old is not None:
+            os.environ["HBT_BF16"] = old
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakRss:
+    """Peak resident memory above the starting level while the block runs (sampled every 2 ms).
+
+    Freed heap memory is handed back to the system first (glibc ``malloc_trim``)
+    so that the start level does not hide what the block allocates.
+    """
+
+    def __enter__(self) -> "PeakRss":
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        self.start = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.start) / 2 ** 20
+
+
+def encoding_costs(encoders: dict[str, object], texts: Sequence[str], *, role: str = "passage",
+                   max_length: int = 256, batch_size: int = 32, repeats: int = 3,
+                   precisions: Sequence[str] | None = None) -> pd.DataFrame:
+    """Encode ``texts`` with every encoder, ``repeats`` times per precision, models interleaved in each
+    repeat (after one untimed warm-up pass per precision: the models share their architecture, so the
+    kernels it prepares serve all); rows ``model, index="encoder", param, value_name, value``.
+
+    Values: ``texts_per_s`` (median, p5, p95 over repeats), ``tokens_per_s``,
+    ``peak_rss_mib`` (highest peak memory above the start of a pass),
+    ``n_params``, and for bf16 the mean cosine to the fp32 embeddings.
+    """
+    texts = list(texts)
+    if not texts or repeats < 1:
+        raise ConfigError(f"encoding cost needs texts (got {len(texts)}) and repeats >= 1 (got {repeats})")
+    precisions = list(precisions or (["fp32", "bf16"] if hardware_bf16() else ["fp32"]))
+    kw = dict(batch_size=batch_size, max_length=max_length, progress=False)
+    rows, fp32 = [], {}
+    for mode in precisions:
+        param = f"precision={mode},max_length={max_length},batch={batch_size}"
+        with precision(mode):
+            next(iter(encoders.values())).encode(texts, role, **kw)  # warm-up: kernels for these shapes
+            embs, times = {}, {m: [] for m in encoders}
+            peaks = dict.fromkeys(encoders, 0.0)
+            for _ in range(repeats):
+                for m, enc in encoders.items():
+                    with PeakRss() as mem:
+                        t0 = time.perf_counter()
+                        embs[m] = enc.encode(texts, role, **kw)
+                        times[m].append(time.perf_counter() - t0)
+                    peaks[m] = max(peaks[m], mem.mib)
+        for m, enc in encoders.items():
+            n_tokens = sum(len(x) for x in enc.tokenizer([enc.prefix(role) + t for t in texts], truncation=True,
+                                                         max_length=max_length)["input_ids"])
+            values = {**spread(len(texts) / np.asarray(times[m]), "texts_per_s"),
+                      "tokens_per_s": n_tokens / float(np.median(times[m])), "peak_rss_mib": peaks[m],
+                      "n_params": float(sum(p.numel() for p in enc.model.parameters())),
+                      "n_texts": float(len(texts)), "n_tokens": float(n_tokens)}
+            if mode == "fp32":
+                fp32[m] = embs[m]
+            elif m in fp32:
+                values["cosine_vs_fp32"] = float(np.mean(np.sum(embs[m] * fp32[m], axis=1)))
+            rows += [(m, "encoder", param, name, float(v)) for name, v in values.items()]
+    return _frame(rows, model=True)
+
+
+def encoding_cost(encoder, texts: Sequence[str], **kwargs) -> pd.DataFrame:
+    """:func:`encoding_costs` of one encoder: rows ``index, param, value_name, value``."""
+    return encoding_costs({"": encoder}, texts, **kwargs).drop(columns="model")
+
+
+def e2e_latencies(targets: dict[str, tuple[object, faiss.Index]], texts: Sequence[str], *, k: int = 10,
+                  max_length: int = 128, warmup: int = 5) -> pd.DataFrame:
+    """Single-query end-to-end latency for each ``name -> (encoder, index)``: encode one question, then
+    search; questions in turn, models interleaved. Rows ``model, index="exact", param, value_name, value``
+    with ``query_encode_ms_*`` (encoding alone) and ``e2e_latency_ms_*`` (p5 / p50 / p95 over questions)."""
+    texts = list(texts)
+    kw = dict(batch_size=1, max_length=max_length, progress=False)
+    for enc, index in targets.values():
+        for t in texts[:warmup]:
+            index.search(enc.encode([t], "query", **kw), min(k, index.ntotal))
+    enc_s = {m: [] for m in targets}
+    total_s = {m: [] for m in targets}
+    for t in texts:
+        for m, (enc, index) in targets.items():
+            t0 = time.perf_counter()
+            vec = enc.encode([t], "query", **kw)
+            t1 = time.perf_counter()
+            index.search(vec, min(k, index.ntotal))
+            enc_s[m].append(t1 - t0)
+            total_s[m].append(time.perf_counter() - t0)
+    rows = []
+    for m, (_, index) in targets.items():
+        values = {**spread(enc_s[m], "query_encode_ms", 1e3), **spread(total_s[m], "e2e_latency_ms", 1e3)}
+        rows += [(m, "exact", f"dim={index.d},max_length={max_length}", n, float(v)) for n, v in values.items()]
+    return _frame(rows, model=True)
+
+
+# --------------------------------------------------------------------------
+# Language clustering
+
+
+def _cell_stats(cells: np.ndarray, langs: np.ndarray, n_langs: int, min_cell: int) -> dict[str, float]:
+    frame = pd.crosstab(cells, langs)
+    frame = frame[frame.sum(1) >= min_cell]
+    if frame.empty:
+        return {k: float("nan") for k in ("cells_dom50", "cells_dom80", "purity", "cell_entropy")}
+    counts = frame.to_numpy(dtype=float)
+    size = counts.sum(1)
+    share = counts / size[:, None]
+    dominant = share.max(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.nansum(np.where(share > 0, share * np.log(share), 0.0), axis=1) / math.log(max(n_langs, 2))
+    return {"cells_dom50": float((dominant > 0.5).mean()), "cells_dom80": float((dominant > 0.8).mean()),
+            "purity": float(np.average(dominant, weights=size)),
+            "cell_entropy": float(np.average(ent, weights=size))}
+
+
+def language_clustering(emb: np.ndarray, langs: Sequence[str], *, nlist: int = 0, sample: int = 3000,
+                        min_cell: int = 5, seed: int = 0) -> dict[str, float]:
+    """How strongly an embedding pool clusters by language.
+
+    - ``silhouette``: silhouette score of the language labels (cosine, on
+      ``sample`` points): near 0 or below for a language-mixed space, up to
+      1 for one cluster per language;
+    - on ``nlist`` k-means cells (IVF's coarse quantizer; default
+      :func:`ivf_nlist`), over cells holding at least ``min_cell`` vectors:
+      ``cells_dom50`` / ``cells_dom80`` (share of cells where one language
+      holds more than 50% / 80% of the vectors), ``purity`` (mean dominant
+      share, weighted by cell size) and ``cell_entropy`` (entropy of the
+      language mix, divided by log(number of languages), weighted);
+    - the same cell statistics with the labels shuffled (``*_shuffled``):
+      what a space blind to language would show with these cell sizes.
+    """
+    from sklearn.metrics import silhouette_score
+
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    langs = np.asarray(langs).astype(str)
+    if len(emb) != len(langs):
+        raise ConfigError(f"language_clustering: {len(emb)} embeddings but {len(langs)} language labels")
+    n_langs = len(set(langs))
+    if n_langs < 2:
+        raise ConfigError("language_clustering needs at least two languages in the pool")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(emb), size=min(sample, len(emb)), replace=False)
+    out = {"silhouette": float(silhouette_score(emb[pick], langs[pick], metric="cosine")),
+           "n_langs": float(n_langs)}
+    nlist = nlist or ivf_nlist(len(emb))
+    if not 1 <= nlist <= len(emb):
+        raise ConfigError(f"language_clustering: nlist={nlist} must be in 1..{len(emb)} (the pool size)")
+    kmeans = faiss.Kmeans(emb.shape[1], nlist, niter=20, seed=seed, spherical=True, verbose=False,
+                          min_points_per_centroid=1)
+    kmeans.train(emb)
+    _, cells = kmeans.index.search(emb, 1)
+    cells = cells[:, 0]
+    out.update(_cell_stats(cells, langs, n_langs, min_cell))
+    shuffled = _cell_stats(cells, rng.permutation(langs), n_langs, min_cell)
+    out.update({f"{k}_shuffled": v for k, v in shuffled.items()})
+    out["nlist"] = float(nlist)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Results file
+
+
+def tag_rows(frame: pd.DataFrame, model: str, strategy: str, dataset: str) -> pd.DataFrame:
+    """Prefix ``index, param, value_name, value`` rows with the model, strategy and dataset columns."""
+    out = frame.copy()
+    out.insert(0, "dataset", dataset)
+    out.insert(0, "strategy", strategy)
+    out.insert(0, "model", model)
+    return out[COLUMNS]
+
+
+def write_rows(rows: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
+    """Upsert ``rows`` into the CSV at ``path``: every (model, dataset) present in ``rows`` replaces
+    the file's rows for that pair. Written atomically; returns the whole table."""
+    missing = [c for c in COLUMNS if c not in rows.columns]
+    if missing:
+        raise ConfigError(f"write_rows: rows lack column(s) {missing}; expected exactly {COLUMNS}")
+    rows = rows[COLUMNS]
+    path = Path(path)
+    if path.is_file():
+        old = pd.read_csv(path, dtype={"param": str})
+        old["param"] = old["param"].fillna("")
+        if list(old.columns) != COLUMNS:
+            raise ConfigError(f"{path}: columns {list(old.columns)} differ from {COLUMNS}; move the file away")
+        replaced = set(zip(rows["model"], rows["dataset"]))
+        keep = [(m, d) not in replaced for m, d in zip(old["model"], old["dataset"])]
+        rows = pd.concat([old[keep], rows], ignore_index=True)
+    with atomic_write(path) as tmp:
+        rows.to_csv(tmp, index=False)
+    return rows
+
+
+def efficiency_path(profile: str) -> Path:
+    return results_dir(profile) / "efficiency.csv"
+
+
+def wide(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, strategy, dataset, index, param), one column per value_name."""
+    keys = ["model", "strategy", "dataset", "index", "param"]
+    out = rows.pivot_table(index=keys, columns="value_name", values="value", aggfunc="first")
+    return out.reset_index().rename_axis(columns=None)
+
+
+def pareto_front(points: pd.DataFrame, cost: str, quality: str) -> pd.DataFrame:
+    """The points no other point beats on both axes (lower ``cost``, higher ``quality``), by cost."""
+    pts = points.dropna(subset=[cost, quality]).sort_values([cost, quality], ascending=[True, False])
+    best, keep = -np.inf, []
+    for idx, q in zip(pts.index, pts[quality]):
+        if q > best:
+            keep.append(idx)
+            best = q
+    return pts.loc[keep]
+
+
+def cheapest_at(points: pd.DataFrame, quality: str, threshold: float, cost: str) -> pd.DataFrame:
+    """Per model, the cheapest point (by ``cost``) whose ``quality`` reaches ``threshold``."""
+    ok = points[points[quality] >= threshold].sort_values(cost)
+    return ok.groupby("model", sort=False).head(1).set_index("model")
+
+
+# --------------------------------------------------------------------------
+# Models and workloads
+
+
+def find_models(profile: str, backbone: str = "embedded", num_layers: int = 0, models: str = "") -> list:
+    """The models to compare, as ``lib.evaluation.ModelSpec`` (same names and fingerprints as metrics.csv).
+
+    ``models=""``: the zero-shot backbone plus the seed-0 run of each
+    strategy under ``results/<profile>/models/`` (hybrid: the alpha closest
+    to 0.5); otherwise a comma-separated list of run names and/or ``zero-shot``.
+    """
+    from lib.evaluation import describe_model, trained_models, zero_shot_name
+
+    zero = describe_model(backbone, zero_shot_name(backbone, num_layers), num_layers)
+    runs = [describe_model(str(p)) for p in trained_models(profile)]
+    if not models.strip():
+        chosen: dict[str, object] = {}
+        for spec in sorted(runs, key=lambda r: (abs(r.alpha - 0.5), r.name)):
+            if spec.seed == 0 and spec.strategy not in chosen:
+                chosen[spec.strategy] = spec
+        order = {"mono": 0, "cross": 1, "hybrid": 2}
+        return [zero] + sorted(chosen.values(), key=lambda r: (order.get(r.strategy, 9), r.name))
+    by_name = {r.name: r for r in runs}
+    out = []
+    for name in (n.strip() for n in models.split(",") if n.strip()):
+        if name in (ZERO_SHOT, zero.name):
+            out.append(zero)
+        elif name in by_name:
+            out.append(by_name[name])
+        else:
+            raise ConfigError(f"models: {name!r} is neither '{ZERO_SHOT}' nor a finished run under "
+                              f"{results_dir(profile) / 'models'} (found: {sorted(by_name) or 'none'})")
+    return out
+
+
+@dataclass
+class Workload:
+    """A retrieval set to measure a model on, and how."""
+
+    dataset: str  # name in the rows and the embedding cache, e.g. "dureader_demo", "xquad_r"
+    rset: object  # lib.data.RetrievalSet (queries, docs, qrels)
+    metrics: tuple[str, ...] = DUREADER_METRICS
+    families: tuple[str, ...] = FAMILIES
+    query_max_length: int = 128
+    doc_max_length: int = 256
+    max_queries: int = 0  # queries searched in the sweep (0 = all; sampled by item, all languages)
+    clustering: bool = False  # measure language clustering of the docs
+
+
+def evaluation_order(rset):
+    """``rset`` with queries and docs in ``lib.evaluation``'s order (docs sorted by language, queries
+    with a relevant doc), so that both share the embedding cache of a model and dataset."""
+    from lib.evaluation import layout
+
+    lay = layout(rset)
+    return type(rset)(lay.queries, lay.docs, rset.qrels, getattr(rset, "name", ""))
+
+
+def query_sample(queries: pd.DataFrame, n: int, seed: int = 0) -> np.ndarray:
+    """Row positions of the queries of about ``n / languages`` random items (every language of each
+    item kept); all rows when ``n`` is 0 or covers them."""
+    if not n or n >= len(queries):
+        return np.arange(len(queries))
+    n_langs = max(1, queries["lang"].nunique())
+    items = np.sort(queries["item_id"].astype(str).unique())
+    rng = np.random.default_rng(seed)
+    keep = rng.choice(items, size=max(1, min(len(items), n // n_langs)), replace=False)
+    return np.flatnonzero(queries["item_id"].astype(str).isin(set(keep)).to_numpy())
+
+
+def embed_workload(spec, encoder, wl: Workload, profile: str) -> tuple[np.ndarray, np.ndarray]:
+    """Query and passage embeddings of a workload, through lib.retrieval's embedding cache
+    (``encoder``: an Encoder, or a loader called only on a cache miss)."""
+    from lib.retrieval import encode_cached
+
+    common = dict(profile=profile, model=spec.name, dataset=wl.dataset, model_fp=spec.fingerprint)
+    q = encode_cached(encoder, wl.rset.queries["text"].tolist(), "query",
+                      max_length=wl.query_max_length, **common)
+    d = encode_cached(encoder, wl.rset.docs["text"].tolist(), "passage",
+                      max_length=wl.doc_max_length, **common)
+    return q, d
+
+
+def _tag(frame: pd.DataFrame, strategies: dict[str, str], dataset: str) -> pd.DataFrame:
+    """Rows with a ``model`` column -> :data:`COLUMNS` (strategy looked up, dataset set)."""
+    out = frame.assign(strategy=frame["model"].map(strategies), dataset=dataset)
+    return out[COLUMNS]
+
+
+def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | os.PathLike, *, profile: str,
+                cost_texts: Sequence[str], threads: int = 2, repeats: int = 3, n_latency: int = 100,
+                n_batch: int = 1000, n_e2e: int = 30, cost_batch_size: int = 32, seed: int = 0,
+                specs_kwargs: dict | None = None) -> pd.DataFrame:
+    """Every measurement of every model (``lib.evaluation.ModelSpec``), in one process with the models
+    interleaved in every timing; returns the rows (:data:`COLUMNS`) and upserts them into ``out_csv``.
+
+    Stages: load every encoder; encoding cost on ``cost_texts`` (tagged
+    with the first workload's dataset); per workload: embeddings (through
+    the cache), the index sweep, the language clustering of the docs where
+    asked; end-to-end latency of the exact index on ``n_e2e`` questions of
+    the first workload; facts (threads, sizes, and seconds: per model for
+    loading / embedding / clustering, an equal share of the interleaved
+    stages).
+    """
+    specs = list(specs)
+    if not specs or not workloads:
+        raise ConfigError("measure_all needs at least one model and one workload")
+    threads_used = set_threads(threads)
+    strategies = {s.name: s.strategy for s in specs}
+    first = workloads[0]
+    facts = {(s.name, w.dataset): {} for s in specs for w in workloads}
+
+    def shared(stage: str, dataset: str, t0: float) -> None:
+        for s in specs:
+            facts[(s.name, dataset)][stage] = (time.perf_counter() - t0) / len(specs)
+
+    encoders = {}
+    for s in tqdm(specs, desc="load models", disable=len(specs) < 2):
+        t0 = time.perf_counter()
+        encoders[s.name] = s.load()
+        facts[(s.name, first.dataset)]["load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    parts = [_tag(encoding_costs(encoders, cost_texts, max_length=first.doc_max_length, batch_size=cost_batch_size,
+                                 repeats=repeats), strategies, first.dataset)]
+    shared("encoding_cost_s", first.dataset, t0)
+    for wl in workloads:
+        embs = {}
+        for s in specs:
+            t0 = time.perf_counter()
+            embs[s.name] = embed_workload(s, encoders[s.name], wl, profile)
+            facts[(s.name, wl.dataset)]["embed_s"] = time.perf_counter() - t0
+        set_threads(threads)  # encoding may have changed torch's setting
+        pick = query_sample(wl.rset.queries, wl.max_queries, seed)
+        qids = wl.rset.queries["qid"].astype(str).to_numpy()[pick].tolist()
+        n_docs, dim = next(iter(embs.values()))[1].shape
+        t0 = time.perf_counter()
+        rows = sweep_models({m: (q[pick], d) for m, (q, d) in embs.items()}, qids,
+                            wl.rset.docs["doc_id"].astype(str).tolist(), wl.rset.qrels,
+                            default_specs(n_docs, dim, wl.families, **(specs_kwargs or {})), metrics=wl.metrics,
+                            n_latency=n_latency, n_batch=n_batch, repeats=repeats, seed=seed)
+        shared("sweep_s", wl.dataset, t0)
+        parts.append(_tag(rows, strategies, wl.dataset))
+        if wl.clustering:
+            for m, (_, d) in embs.items():
+                t0 = time.perf_counter()
+                stats = language_clustering(d, wl.rset.docs["lang"].tolist(), seed=seed)
+                facts[(m, wl.dataset)]["clustering_s"] = time.perf_counter() - t0
+                cl = _frame([(m, "clustering", f"nlist={int(stats['nlist'])}", k, v) for k, v in stats.items()],
+                            model=True)
+                parts.append(_tag(cl, strategies, wl.dataset))
+        if wl is first and n_e2e:
+            t0 = time.perf_counter()
+            targets = {}
+            for m, (_, d) in embs.items():
+                targets[m] = (encoders[m], faiss.IndexFlatIP(dim))
+                targets[m][1].add(d)
+            texts = wl.rset.queries["text"].sample(min(n_e2e, len(wl.rset.queries)), random_state=seed).tolist()
+            parts.append(_tag(e2e_latencies(targets, texts, max_length=wl.query_max_length), strategies, wl.dataset))
+            shared("e2e_s", wl.dataset, t0)
+        n_judged = int(pd.Series(qids).isin(set(wl.rset.qrels["qid"])).sum())
+        for s in specs:
+            facts[(s.name, wl.dataset)].update({**threads_used, "n_queries": len(pick), "n_docs": n_docs, "dim": dim,
+                                                "n_labelled_queries": n_judged})
+    parts.append(pd.DataFrame([(m, strategies[m], d, "facts", "", k, float(v)) for (m, d), f in facts.items()
+                               for k, v in f.items()], columns=COLUMNS))
+    rows = pd.concat(parts, ignore_index=True)
+    write_rows(rows, out_csv)
+    return rows
+
+
+def load_tokenizer(backbone: str = "embedded"):
+    """The backbone's tokenizer alone (every model of the study shares it)."""
+    from transformers import AutoTokenizer
+
+    if backbone == "embedded":
+        from lib.encoder import embedded_model_dir
+        backbone = str(embedded_model_dir())
+    return AutoTokenizer.from_pretrained(backbone)
+
+
+def dataset_table(workloads: Sequence[Workload], tokenizer, prefix: str = "passage: ") -> pd.DataFrame:
+    """Sizes of each workload and the token lengths of its passages (with the passage ``prefix``)."""
+    out = []
+    for wl in workloads:
+        r = wl.rset
+        ids = tokenizer([prefix + t for t in r.docs["text"]], verbose=False)["input_ids"]
+        lengths = np.array([len(x) for x in ids])
+        p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
+        out.append({"dataset": wl.dataset, "queries": len(r.queries), "judged queries": r.qrels["qid"].nunique(),
+                     "queries in sweep": len(query_sample(r.queries, wl.max_queries)),
+                     "passages": len(r.docs), "languages": r.docs["lang"].nunique(),
+                     "relevant / query": len(r.qrels) / max(1, r.qrels["qid"].nunique()),
+                     "tokens p50": p50, "tokens p90": p90, "tokens p99": p99,
+                     "max_length": wl.doc_max_length, "share truncated": float((lengths > wl.doc_max_length).mean())})
+    return pd.DataFrame(out).set_index("dataset")
+
+
+# --------------------------------------------------------------------------
+# Tables
+
+
+def _param_key(param: str) -> tuple:
+    """Sort key of a ``param`` text: its numbers in order ("nlist=431,nprobe=16" -> (431, 16))."""
+    nums = tuple(float(x) for x in re.findall(r"=(\d+(?:\.\d+)?)", param))
+    return nums or (0.0,)
+
+
+def points(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The sweep points of one dataset, one row per (model, index, param), values as columns,
+    ordered by model (as in ``rows``), index family and the numbers of ``param``."""
+    sub = rows[(rows["dataset"] == dataset) & rows["index"].isin(FAMILIES)
+               & ~rows["value_name"].str.startswith(("e2e_", "query_encode_"))]
+    if sub.empty:
+        return pd.DataFrame(columns=["model", "strategy", "dataset", "index", "param"])
+    pts = wide(sub)
+    order = {m: i for i, m in enumerate(_model_order(rows))}
+    key = pts.apply(lambda r: (order[r["model"]], FAMILIES.index(r["index"]), _param_key(r["param"])), axis=1)
+    return pts.iloc[np.argsort(key.to_numpy())].reset_index(drop=True)
+
+
+def _model_order(rows: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(rows["model"]))
+
+
+def encoding_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per model: encoding throughput (median, p5, p95 over repeats) and peak memory for each precision,
+    parameter count, and single-query encoding / end-to-end latency."""
+    enc = rows[rows["index"] == "encoder"].copy()
+    enc["precision"] = enc["param"].str.extract(r"precision=(\w+)", expand=False)
+    table = enc.pivot_table(index="model", columns=["precision", "value_name"], values="value", sort=False)
+    out = pd.DataFrame(index=_model_order(enc))
+    for p in dict.fromkeys(enc["precision"]):
+        out[f"{p} texts/s"] = table[(p, "texts_per_s_p50")]
+        out[f"{p} texts/s p5"] = table[(p, "texts_per_s_p5")]
+        out[f"{p} texts/s p95"] = table[(p, "texts_per_s_p95")]
+        out[f"{p} peak MiB"] = table[(p, "peak_rss_mib")]
+        if (p, "cosine_vs_fp32") in table:
+            out[f"{p} cosine vs fp32"] = table[(p, "cosine_vs_fp32")]
+    out["params (M)"] = table.xs("n_params", axis=1, level=1).iloc[:, 0] / 1e6
+    e2e = rows[rows["value_name"].isin(["query_encode_ms_p50", "e2e_latency_ms_p50"])]
+    e2e = e2e.pivot_table(index="model", columns="value_name", values="value")
+    for name, label in (("query_encode_ms_p50", "query encode ms"), ("e2e_latency_ms_p50", "end-to-end ms")):
+        if name in e2e:
+            out[label] = e2e[name]
+    return out.rename_axis("model")
+
+
+def exact_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and model: the exact index's labelled metrics, latency and throughput."""
+    ex = rows[(rows["index"] == "exact") & ~rows["value_name"].str.startswith(("e2e_", "query_encode_"))]
+    keep = [*DUREADER_METRICS, *POOL_METRICS, "latency_ms_p50", "batch_qps_p50", "bytes_per_vector"]
+    table = ex[ex["value_name"].isin(keep)].pivot_table(index=["dataset", "model"], columns="value_name",
+                                                         values="value", sort=False)
+    return table[[c for c in dict.fromkeys(keep) if c in table.columns]].rename_axis(columns=None)
+
+
+def knob_table(rows: pd.DataFrame, dataset: str, value: str = OVERLAP) -> pd.DataFrame:
+    """``value`` at every sweep point (rows: index, param) for every model (columns)."""
+    pts = points(rows, dataset)
+    if value not in pts:
+        return pd.DataFrame()
+    table = pts.pivot_table(index=["index", "param"], columns="model", values=value, sort=False)
+    return table[[m for m in _model_order(rows) if m in table.columns]].rename_axis(columns=None)
+
+
+def cheapest_table(rows: pd.DataFrame, dataset: str, thresholds: Sequence[float] = (0.9, 0.95, 0.99),
+                   cost: str = "latency_ms_p50", quality: str = OVERLAP) -> pd.DataFrame:
+    """Per model and threshold, the cheapest approximate point (by ``cost``) reaching ``quality``."""
+    pts = points(rows, dataset)
+    pts = pts[pts["index"] != "exact"]
+    out = []
+    for t in thresholds:
+        best = cheapest_at(pts, quality, t, cost)
+        for model in dict.fromkeys(pts["model"]):
+            b = best.loc[model] if model in best.index else None
+            out.append((model, t, "none", "", np.nan, np.nan, np.nan) if b is None else
+                       (model, t, b["index"], b["param"], b[cost], b[quality], b["bytes_per_vector"]))
+    return pd.DataFrame(out, columns=["model", f"{quality} >=", "index", "param", cost, quality,
+                                      "bytes_per_vector"]).set_index(["model", f"{quality} >="])
+
+
+def clustering_table(rows: pd.DataFrame, dataset: str = "xquad_r", n_probes: int = 3) -> pd.DataFrame:
+    """Per model: the language-clustering statistics of the pool, beside IVF's overlap@10 there at the
+    ``n_probes`` smallest nprobe values."""
+    cl = rows[(rows["dataset"] == dataset) & (rows["index"] == "clustering")]
+    if cl.empty:
+        return pd.DataFrame()
+    table = cl.pivot_table(index="model", columns="value_name", values="value", sort=False)
+    cols = ["silhouette", "cells_dom50", "cells_dom80", "purity", "purity_shuffled", "cell_entropy",
+            "cell_entropy_shuffled", "nlist"]
+    table = table[[c for c in cols if c in table.columns]].rename_axis(columns=None)
+    knobs = knob_table(rows, dataset)
+    if "ivf" in knobs.index.get_level_values(0):
+        ivf = knobs.loc["ivf"]
+        for param in ivf.index[:n_probes]:
+            table[f"IVF overlap {param.split(',')[-1]}"] = ivf.loc[param].reindex(table.index)
+    return table
+
+
+def difference_table(rows: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """For each pair of strategies (hybrid vs mono / cross; each trained one vs zero-shot) and dataset:
+    the mean and largest difference in overlap@10 at identical index settings, and how many points
+    differ by more than two standard errors."""
+    by = _strategy_models(rows)
+    pairs = [(a, b) for a, b in (("hybrid", "mono"), ("hybrid", "cross"), ("mono", "cross")) if a in by and b in by]
+    pairs += [(a, ZERO_SHOT) for a in ("mono", "cross", "hybrid") if a in by and ZERO_SHOT in by]
+    out = []
+    for a, b in pairs:
+        for dataset in datasets:
+            diff = point_differences(rows, dataset, by[a], by[b])
+            if diff.empty:
+                continue
+            worst = diff["diff"].abs().idxmax()
+            out.append({"pair": f"{a} - {b}", "dataset": dataset, "points": len(diff),
+                        "mean diff": diff["diff"].mean(), "largest diff": diff.loc[worst, "diff"],
+                        "at": f"{worst[0]} {worst[1]}", "beyond 2 SE": int(diff["beyond_noise"].sum())})
+    return pd.DataFrame(out)
+
+
+def stage_seconds(rows: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per stage (load, encoding cost, embedding, sweep...) per model and dataset."""
+    facts = rows[(rows["index"] == "facts") & rows["value_name"].str.endswith("_s")]
+    return facts.pivot_table(index=["model", "dataset"], columns="value_name", values="value",
+                             sort=False).rename_axis(columns=None)
+
+
+# --------------------------------------------------------------------------
+# Figures
+
+MARKERS = {"exact": "*", "ivf": "o", "hnsw": "^", "pq": "s", "sq": "D", "trunc": "v"}
+
+
+def plot_pareto(pts: pd.DataFrame, cost: str, quality: str, ax, log_cost: bool = True) -> None:
+    """Every point (marker = index family) and each model's Pareto front (line), one colour per model."""
+    from matplotlib.ticker import NullFormatter
+
+    for i, (model, grp) in enumerate(pts.groupby("model", sort=False)):
+        colour = f"C{i}"
+        for family, fam in grp.groupby("index"):
+            ax.scatter(fam[cost], fam[quality], marker=MARKERS.get(family, "x"), color=colour, alpha=0.4, s=20)
+        front = pareto_front(grp, cost, quality)
+        ax.plot(front[cost], front[quality], "-", color=colour, label=model, lw=1.4)
+    if log_cost:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(cost)
+    ax.set_ylabel(quality)
+    ax.grid(alpha=0.3)
+
+
+def plot_knob(pts: pd.DataFrame, family: str, quality: str, ax) -> None:
+    """Quality against the swept search parameter (nprobe / efSearch) of one family, one line per model."""
+    sub = pts[pts["index"] == family].copy()
+    if sub.empty:
+        ax.set_visible(False)
+        return
+    sub["knob"] = sub["param"].str.rsplit("=", n=1).str[-1].astype(float)
+    for model, grp in sub.groupby("model", sort=False):
+        grp = grp.sort_values("knob")
+        ax.plot(grp["knob"], grp[quality], "o-", label=model, ms=3)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(sub["param"].iloc[0].rsplit(",", 1)[-1].split("=")[0])
+    ax.set_ylabel(quality)
+    ax.grid(alpha=0.3)
+
+
+def figure_encoding(rows: pd.DataFrame):
+    """Encoding throughput (with p5-p95 bars) and peak memory per model and precision."""
+    import matplotlib.pyplot as plt
+
+    table = encoding_table(rows)
+    precisions = [c.split()[0] for c in table.columns if c.endswith(" texts/s")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    x = np.arange(len(table))
+    width = 0.8 / max(1, len(precisions))
+    for i, p in enumerate(precisions):
+        mid = table[f"{p} texts/s"].to_numpy()
+        err = np.abs(np.vstack([mid - table[f"{p} texts/s p5"], table[f"{p} texts/s p95"] - mid]))
+        axes[0].bar(x + i * width, mid, width, yerr=err, capsize=3, label=p)
+        axes[1].bar(x + i * width, table[f"{p} peak MiB"], width, label=p)
+    for ax, label in zip(axes, ("passages / s (median, p5-p95)", "peak memory above start (MiB)")):
+        ax.set_xticks(x + width * (len(precisions) - 1) / 2, table.index, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_fronts(rows: pd.DataFrame, panels: Sequence[tuple[str, str, str]]):
+    """One panel per (dataset, cost, quality): every sweep point and each model's Pareto front."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    n_rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(n_rows, 2, figsize=(11, 3.8 * n_rows), squeeze=False)
+    for ax, (dataset, cost, quality) in zip(axes.flat, panels):
+        plot_pareto(points(rows, dataset), cost, quality, ax)
+        ax.set_title(dataset, fontsize=10)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    handles = [Line2D([], [], marker=m, ls="", color="grey", label=f) for f, m in MARKERS.items()]
+    axes[0, 1].legend(handles=handles, fontsize=7, loc="lower right", title="index")
+    fig.tight_layout()
+    return fig
+
+
+def figure_knobs(rows: pd.DataFrame, datasets: Sequence[str], quality: str = OVERLAP):
+    """overlap@10 against nprobe (IVF) and efSearch (HNSW) per dataset and model."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.4 * len(datasets)), squeeze=False)
+    for row, dataset in zip(axes, datasets):
+        pts = points(rows, dataset)
+        for ax, family in zip(row, ("ivf", "hnsw")):
+            plot_knob(pts, family, quality, ax)
+            ax.set_title(f"{dataset}: {family}", fontsize=10)
+        row[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def figure_clustering(rows: pd.DataFrame, dataset: str = "xquad_r"):
+    """Language clustering per model: silhouette of the language labels; cell statistics vs shuffled labels."""
+    import matplotlib.pyplot as plt
+
+    table = clustering_table(rows, dataset)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    x = np.arange(len(table))
+    axes[0].bar(x, table["silhouette"])
+    axes[0].set_ylabel("silhouette of language labels (cosine)")
+    bars = [("cells_dom50", "cells > 50% one language"), ("cells_dom80", "cells > 80% one language"),
+            ("purity", "purity"), ("purity_shuffled", "purity, shuffled labels")]
+    for i, (col, label) in enumerate(bars):
+        axes[1].bar(x + 0.2 * i, table[col], 0.2, label=label, hatch="//" if "shuffled" in col else None)
+    axes[1].set_ylabel("share")
+    axes[1].set_ylim(0, 1.35)
+    axes[1].legend(fontsize=7, ncol=2, loc="upper center")
+    for ax, shift in zip(axes, (0, 0.3)):
+        ax.set_xticks(x + shift, table.index, rotation=20, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------
+# Conclusion
+
+
+def _strategy_models(rows: pd.DataFrame) -> dict[str, str]:
+    pairs = rows[["strategy", "model"]].drop_duplicates()
+    return dict(zip(pairs["strategy"], pairs["model"]))
+
+
+def point_differences(rows: pd.DataFrame, dataset: str, a: str, b: str) -> pd.DataFrame:
+    """overlap@10 of model ``a`` minus model ``b`` at every approximate point, with 2 standard errors."""
+    pts = points(rows, dataset)
+    pts = pts[pts["index"] != "exact"].set_index(["index", "param", "model"])
+    if pts.empty:
+        return pd.DataFrame(columns=["diff", "two_se", "beyond_noise"])
+    va, vb = pts.xs(a, level="model"), pts.xs(b, level="model")
+    common = va.index.intersection(vb.index)
+    diff = va.loc[common, OVERLAP] - vb.loc[common, OVERLAP]
+    se = np.sqrt(va.loc[common, f"{OVERLAP}_se"] ** 2 + vb.loc[common, f"{OVERLAP}_se"] ** 2)
+    return pd.DataFrame({"diff": diff, "two_se": 2 * se, "beyond_noise": diff.abs() > 2 * se})
+
+
+def _encoding_lines(rows: pd.DataFrame) -> list[str]:
+    enc = encoding_table(rows)
+    prec = "bf16" if "bf16 texts/s" in enc else "fp32"
+    tps = enc[f"{prec} texts/s"]
+    within = ((enc[f"{prec} texts/s p95"] - enc[f"{prec} texts/s p5"]) / tps).median()
+    lines = [f"- **Encoding cost** ({prec}, {len(enc)} models): every model has {enc['params (M)'].iloc[0]:.1f}M "
+             f"parameters ({'identical' if enc['params (M)'].nunique() == 1 else 'NOT identical'} counts); "
+             f"throughput {tps.min():.1f}-{tps.max():.1f} passages/s, a spread across models of "
+             f"{(tps.max() - tps.min()) / tps.median():.0%} against {within:.0%} (p5-p95) between repeats of "
+             f"one model; peak memory {enc[f'{prec} peak MiB'].min():.0f}-{enc[f'{prec} peak MiB'].max():.0f} MiB."]
+    if prec == "bf16" and "fp32 texts/s" in enc:
+        lines.append(f"- bf16 encodes {(enc['bf16 texts/s'] / enc['fp32 texts/s']).median():.2f}x as fast as fp32 "
+                     f"(median over models); bf16 embeddings are at cosine >= {enc['bf16 cosine vs fp32'].min():.4f} "
+                     "to the fp32 ones.")
+    if "end-to-end ms" in enc:
+        lines.append(f"- One question end to end (encode + exact search): {enc['end-to-end ms'].median():.1f} ms "
+                     f"median, of which encoding {enc['query encode ms'].median():.1f} ms.")
+    return lines
+
+
+def conclusion(rows: pd.DataFrame, dureader: str, xquad: str = "xquad_r") -> str:
+    """The answer to question 1 as markdown bullet points, every number read from ``rows``."""
+    lines = _encoding_lines(rows)
+    ex = exact_table(rows)
+    if dureader in ex.index.get_level_values(0):
+        d = ex.loc[dureader]
+        lines.append(f"- **Exact search on {dureader}**: " + "; ".join(
+            f"{m} nDCG@10 {r['ndcg_at_10']:.3f}, MRR@10 {r['mrr_at_10']:.3f}, R@50 {r['recall_at_50']:.3f}"
+            for m, r in d.iterrows()) + f"; a flat scan costs {d['latency_ms_p50'].median():.2f} ms per question.")
+    for dataset in (dureader, xquad):
+        cheap = cheapest_table(rows, dataset, thresholds=(0.95,))
+        if len(cheap):
+            lines.append(f"- **Cheapest index keeping 95% of the exact top-10 on {dataset}**: " + "; ".join(
+                f"{m}: {r['index']} {r['param']} ({r['latency_ms_p50']:.3f} ms, {r['bytes_per_vector']:.0f} B/vector)"
+                if r["index"] != "none" else f"{m}: none" for (m, _), r in cheap.iterrows()) + ".")
+    by = _strategy_models(rows)
+    diffs = difference_table(rows, (dureader, xquad))
+    main = diffs[diffs["pair"].isin(["hybrid - mono", "hybrid - cross"])] if len(diffs) else diffs
+    for r in main.itertuples(index=False):
+        verdict = ("no point differs beyond noise" if r[6] == 0 else f"{r[6]} of {r.points} points differ by more "
+                   "than two standard errors")
+        lines.append(f"- **{r.pair} on {r.dataset}**: at identical index settings overlap@10 differs by "
+                     f"{r[3]:+.3f} on average (largest {r[4]:+.3f}, {r.at}); {verdict}.")
+    if main.empty:
+        have = sorted(s for s in by if s != ZERO_SHOT)
+        lines.append(f"- **Strategies**: trained models found: {', '.join(have) or 'none'}; hybrid vs mono / cross "
+                     "needs the hybrid run and at least one of the others (train them with notebook 03 and rerun).")
+    cl = clustering_table(rows, xquad)
+    if len(cl):
+        lines.append(f"- **Language clustering on {xquad}**: " + "; ".join(
+            f"{m} silhouette {r['silhouette']:.2f}, {r['cells_dom50']:.0%} of IVF cells > 50% one language"
+            for m, r in cl.iterrows()) + f" (with shuffled labels the purity is {cl['purity_shuffled'].mean():.2f}).")
+    return "\n".join(lines)

@@ -1,0 +1,305 @@
+"""Index sweeps, errors, sizes and the language-clustering measure on synthetic clustered embeddings."""
+from __future__ import annotations
+
+import json
+import os
+
+import faiss
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import efficiency as eff
+from lib.errors import ConfigError
+
+DIM = 32
+
+
+@pytest.fixture(autouse=True)
+def one_faiss_thread():
+    """One OpenMP thread: tiny searches gain nothing from more, and spin-waiting threads crawl when
+    other jobs share the cores."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """600 docs around 12 random centres; 60 queries = noisy copies of docs, each relevant to its source."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((12, DIM))
+    docs = unit(centres[rng.integers(0, 12, 600)] + 0.4 * rng.standard_normal((600, DIM)))
+    src = rng.choice(600, 60, replace=False)
+    queries = unit(docs[src] + 0.05 * rng.standard_normal((60, DIM)))
+    qids = [f"q{i}" for i in range(60)]
+    doc_ids = [f"d{i}" for i in range(600)]
+    qrels = pd.DataFrame({"qid": qids, "doc_id": [doc_ids[s] for s in src]})
+    return queries, docs, qids, doc_ids, qrels
+
+
+def small_specs(n_docs: int) -> list[eff.IndexSpec]:
+    return eff.default_specs(n_docs, DIM, nprobes=(1, 4, 1000), ef_searches=(16, 64),
+                             pq=((8, 8), (7, 8), (16, 4)), dims=(64, 16, 8), pq_min_points=2)
+
+
+def test_default_specs_leave_out_what_cannot_apply():
+    specs = small_specs(600)
+    nlist = eff.ivf_nlist(600)
+    ivf = [s for s in specs if s.family == "ivf"][0]
+    assert ivf.factory == f"IVF{nlist},Flat" and ivf.values == (1, 4)  # 1000 > nlist left out
+    assert sorted(s.factory for s in specs if s.family == "pq") == ["PQ16x4np", "PQ8x8np"]  # 7 does not divide 32
+    assert [s.dim for s in specs if s.family == "trunc"] == [16, 8]  # 64 > 32 left out
+    assert not [s for s in eff.default_specs(500, DIM, pq=((8, 8),), pq_min_points=2) if s.family == "pq"]
+    assert [s.factory for s in eff.default_specs(1000, DIM, pq=((8, 8), (16, 4))) if s.family == "pq"] == [
+        "PQ16x4np"]  # 8 bits need 39 * 256 vectors by default, 4 bits 39 * 16
+
+
+def test_sweep_rows_quality_and_columns(clustered):
+    queries, docs, qids, doc_ids, qrels = clustered
+    rows = eff.sweep(queries, docs, qids, doc_ids, qrels, small_specs(len(docs)), n_latency=8, repeats=1,
+                     warmup=1, progress=False)
+    assert list(rows.columns) == ["index", "param", "value_name", "value"]
+    tagged = eff.tag_rows(rows, "m", "hybrid", "synthetic")
+    assert list(tagged.columns) == eff.COLUMNS
+    points = eff.wide(tagged)
+    assert set(points["index"]) == {"exact", "ivf", "hnsw", "pq", "sq", "trunc"}
+    needed = {eff.OVERLAP, *eff.DUREADER_METRICS, "latency_ms_p50", "latency_ms_p95", "batch_qps_p50",
+              "index_bytes", "bytes_per_vector", "build_s"}
+    assert needed <= set(points.columns) and not points[sorted(needed)].isna().any().any()
+    exact = points[points["index"] == "exact"].iloc[0]
+    assert exact[eff.OVERLAP] == 1.0
+    assert exact["recall_at_50"] == 1.0 and exact["mrr_at_10"] > 0.9  # queries are near-copies of their docs
+    assert exact["bytes_per_vector"] >= 4 * DIM
+    sq = points.set_index("param").loc["qtype=fp16"]
+    assert sq[eff.OVERLAP] > 0.95
+    ivf = points[points["index"] == "ivf"].sort_values("param")
+    assert ivf[eff.OVERLAP].max() > ivf[eff.OVERLAP].min()  # probing more cells finds more
+    coarse = points.set_index("param").loc["dim=8"]
+    assert coarse[eff.OVERLAP] < 0.95  # 8 of 32 dimensions lose neighbours
+    assert (points["latency_ms_p5"] <= points["latency_ms_p95"]).all()
+
+
+def test_exact_search_recovers_itself(clustered):
+    _, docs, _, doc_ids, _ = clustered
+    qrels = pd.DataFrame({"qid": doc_ids[:40], "doc_id": doc_ids[:40]})
+    rows = eff.sweep(docs[:40], docs, doc_ids[:40], doc_ids, qrels, [eff.IndexSpec("exact", "Flat", "dim=32")],
+                     n_latency=5, repeats=1, warmup=0, progress=False)
+    values = rows.set_index("value_name")["value"]
+    assert values[eff.OVERLAP] == 1.0 and values["recall_at_1"] == 1.0 and values["mrr_at_10"] == 1.0
+
+
+def test_truncation_renormalises_and_rejects_wide_dims(clustered):
+    docs = clustered[1]
+    cut = eff.truncate(docs, 8)
+    assert cut.shape == (600, 8) and np.allclose(np.linalg.norm(cut, axis=1), 1, atol=1e-5)
+    with pytest.raises(ConfigError, match="dim=64.*32-dimensional"):
+        eff.truncate(docs, 64)
+    with pytest.raises(ConfigError, match="dim=0"):
+        eff.truncate(docs, 0)
+    queries, docs, qids, doc_ids, qrels = clustered
+    with pytest.raises(ConfigError, match="truncation dim=48 is larger than the embedding width 32"):
+        eff.sweep(queries, docs, qids, doc_ids, qrels, [eff.IndexSpec("trunc", "Flat", "dim=48", dim=48)])
+
+
+def test_nprobe_larger_than_nlist_is_rejected(clustered):
+    queries, docs, qids, doc_ids, qrels = clustered
+    index, _ = eff.build_index("IVF16,Flat", docs)
+    eff.set_knob(index, "nprobe", 16)
+    assert faiss.extract_index_ivf(index).nprobe == 16
+    with pytest.raises(ConfigError, match="nprobe=32 is larger than nlist=16"):
+        eff.set_knob(index, "nprobe", 32)
+    spec = eff.IndexSpec("ivf", "IVF16,Flat", "nlist=16", "nprobe", (1, 64))
+    with pytest.raises(ConfigError, match=r"nprobe \[64\] larger than nlist=16"):
+        eff.sweep(queries, docs, qids, doc_ids, qrels, [spec])
+    with pytest.raises(ConfigError, match="efSearch applies to HNSW"):
+        eff.set_knob(index, "efSearch", 16)
+
+
+@pytest.mark.parametrize("factory, fragment", [("Foo12", "could not parse"), ("PQ7x8", "multiple")])
+def test_bad_factory_string_names_it(factory, fragment):
+    with pytest.raises(ConfigError, match=f"'{factory}'.*{fragment}"):
+        eff.make_index(factory, DIM)
+
+
+def test_untrainable_index_is_a_config_error(clustered):
+    with pytest.raises(ConfigError, match="IVF5000,Flat.*600 vectors"):
+        eff.build_index("IVF5000,Flat", clustered[1])
+
+
+def test_sq8_stores_one_byte_per_dimension(clustered):
+    index, _ = eff.build_index("SQ8", clustered[1])
+    size = eff.index_size(index)
+    assert size["code_bytes_per_vector"] == DIM
+    assert DIM <= size["bytes_per_vector"] < DIM * 1.1  # plus the trained ranges and a header
+    flat = eff.index_size(eff.build_index("Flat", clustered[1])[0])
+    assert flat["code_bytes_per_vector"] == 4 * DIM
+
+
+def language_pool(separated: bool, n_per_lang: int = 150, langs: str = "abcdef"):
+    """Parallel items in 6 fake languages: language-separated (a big per-language offset) or mixed."""
+    rng = np.random.default_rng(1)
+    items = rng.standard_normal((n_per_lang, DIM))
+    offsets = rng.standard_normal((len(langs), DIM)) * (3.0 if separated else 0.0)
+    emb = np.concatenate([items + off + 0.1 * rng.standard_normal(items.shape) for off in offsets])
+    labels = np.repeat(list(langs), n_per_lang)
+    return unit(emb), labels
+
+
+def test_clustering_is_high_for_separated_languages_and_low_for_mixed():
+    sep = eff.language_clustering(*language_pool(True), nlist=30, sample=600)
+    mix = eff.language_clustering(*language_pool(False), nlist=30, sample=600)
+    assert sep["silhouette"] > 0.5 and mix["silhouette"] < 0.05
+    assert sep["cells_dom80"] > 0.9 and mix["cells_dom50"] < 0.1
+    assert sep["cell_entropy"] < 0.2 < 0.8 < mix["cell_entropy"]
+    assert sep["cell_entropy_shuffled"] > 0.8  # the shuffled-label baseline is near the mixed value
+    with pytest.raises(ConfigError, match="two languages"):
+        eff.language_clustering(np.eye(4, dtype=np.float32), ["a"] * 4)
+
+
+def test_write_rows_upserts_by_model_and_dataset(tmp_path):
+    def rows(model, dataset, value):
+        return pd.DataFrame([(model, "s", dataset, "exact", "dim=32", "x", value)], columns=eff.COLUMNS)
+
+    path = tmp_path / "efficiency.csv"
+    facts = rows("m2", "d", float("nan")).assign(index="facts", param="")
+    eff.write_rows(pd.concat([rows("m1", "d", 1.0), rows("m2", "d", 2.0), rows("m1", "e", 3.0), facts]), path)
+    table = eff.write_rows(rows("m1", "d", 9.0), path)
+    back = pd.read_csv(path)
+    assert list(back.columns) == eff.COLUMNS and len(back) == 4 == len(table)
+    assert back["value"].dtype == float and back["value"].isna().sum() == 1  # NaN stays a number
+    back = back.dropna(subset=["value"])
+    got = {(m, d): v for m, d, v in zip(back["model"], back["dataset"], back["value"])}
+    assert got == {("m1", "d"): 9.0, ("m2", "d"): 2.0, ("m1", "e"): 3.0}
+    with pytest.raises(ConfigError, match="lack column"):
+        eff.write_rows(pd.DataFrame({"model": ["m"]}), path)
+
+
+def test_pareto_front_keeps_undominated_points():
+    pts = pd.DataFrame({"cost": [1, 2, 3, 4, 5], "q": [0.5, 0.4, 0.8, 0.8, 0.9]})
+    assert eff.pareto_front(pts, "cost", "q")["cost"].tolist() == [1, 3, 5]
+
+
+def test_find_models_picks_seed0_per_strategy(tmp_path, monkeypatch):
+    import lib.evaluation
+
+    monkeypatch.setattr(lib.evaluation, "results_dir", lambda profile: tmp_path)
+    for name, strategy, seed, alpha in [("mono_s0", "mono", 0, 1.0), ("mono_s1", "mono", 1, 1.0),
+                                        ("hybrid_a0.5_s0", "hybrid", 0, 0.5), ("hybrid_a0.3_s0", "hybrid", 0, 0.3),
+                                        ("cross_s0", "cross", 0, 0.0)]:
+        run = tmp_path / "models" / name
+        (run / "model").mkdir(parents=True)
+        (run / "train_config.json").write_text(json.dumps({"strategy": strategy, "seed": seed, "alpha": alpha}))
+    refs = eff.find_models("x", "embedded", 2)
+    assert [r.name for r in refs] == ["zero-shot_L2", "mono_s0", "cross_s0", "hybrid_a0.5_s0"]
+    assert [r.strategy for r in refs] == ["zero-shot", "mono", "cross", "hybrid"]
+    assert [r.name for r in eff.find_models("x", models="mono_s1, zero-shot")] == ["mono_s1", "zero-shot"]
+    with pytest.raises(ConfigError, match="'nope'.*found: \\['cross_s0'"):
+        eff.find_models("x", models="nope")
+
+
+def test_query_sample_keeps_every_language_of_an_item():
+    queries = pd.DataFrame({"item_id": [str(i) for i in range(50)] * 3, "lang": np.repeat(list("abc"), 50)})
+    rows = eff.query_sample(queries, 30, seed=1)
+    picked = queries.iloc[rows]
+    assert len(rows) == 30 and (picked.groupby("item_id").size() == 3).all()
+    assert len(eff.query_sample(queries, 0)) == 150
+
+
+def test_encoding_cost_and_e2e_latency_with_tiny_encoder(tiny_encoder, monkeypatch):
+    monkeypatch.delenv("HBT_BF16", raising=False)
+    texts = [" ".join(f"{c}{i % 10}" for i in range(j % 7 + 1)) for j, c in enumerate("abcdefgh" * 4)]
+    rows = eff.encoding_cost(tiny_encoder, texts, max_length=16, batch_size=8, repeats=2,
+                             precisions=["fp32", "bf16"])
+    values = rows.pivot_table(index="param", columns="value_name", values="value")
+    assert len(values) == 2 and (values["texts_per_s_p50"] > 0).all()
+    assert values["n_params"].nunique() == 1 and values["peak_rss_mib"].notna().all()
+    assert values["cosine_vs_fp32"].dropna().iloc[0] > 0.98
+    assert "HBT_BF16" not in os.environ  # the precision switch is undone
+    index = faiss.IndexFlatIP(tiny_encoder.dim)
+    index.add(tiny_encoder.encode(texts, "passage", max_length=16))
+    e2e = eff.e2e_latencies({"tiny": (tiny_encoder, index)}, texts[:5], warmup=1)
+    assert set(e2e["model"]) == {"tiny"}
+    e2e = e2e.set_index("value_name")["value"]
+    assert e2e["e2e_latency_ms_p50"] >= e2e["query_encode_ms_p50"] > 0
+
+
+def test_tables_figures_and_conclusion_compare_strategies(clustered):
+    """Two 'strategies' searched with the same specs give every table, figure and a computed conclusion."""
+    import matplotlib
+    matplotlib.use("Agg")
+    queries, docs, qids, doc_ids, qrels = clustered
+    specs = eff.default_specs(len(docs), DIM, ("exact", "ivf", "sq"), nprobes=(1, 8), sq=("SQ8",))
+    rng = np.random.default_rng(3)
+    parts = []
+    for model, strategy, noise in (("mono_s0", "mono", 0.0), ("hybrid_a0.5_s0", "hybrid", 0.3)):
+        d = unit(docs + noise * rng.standard_normal(docs.shape))
+        sweep = eff.sweep(queries, d, qids, doc_ids, qrels, specs, n_latency=5, repeats=1, warmup=0, progress=False)
+        enc = pd.DataFrame([("encoder", "precision=fp32,max_length=8,batch=8", n, v) for n, v in
+                            [("texts_per_s_p5", 9.0), ("texts_per_s_p50", 10.0), ("texts_per_s_p95", 11.0),
+                             ("peak_rss_mib", 50.0), ("n_params", 1e6)]], columns=sweep.columns)
+        stats = eff.language_clustering(*language_pool(strategy == "mono"), nlist=30, sample=600)
+        clus = pd.DataFrame([("clustering", "nlist=30", k, v) for k, v in stats.items()], columns=sweep.columns)
+        parts += [eff.tag_rows(pd.concat([enc, sweep]), model, strategy, "dureader_demo"),
+                  eff.tag_rows(pd.concat([sweep, clus]), model, strategy, "xquad_r")]
+    rows = pd.concat(parts, ignore_index=True)
+    knobs = eff.knob_table(rows, "dureader_demo")
+    assert list(knobs.columns) == ["mono_s0", "hybrid_a0.5_s0"]
+    assert [p for p in knobs.loc["ivf"].index] == [f"nlist={eff.ivf_nlist(600)},nprobe=1",
+                                                    f"nlist={eff.ivf_nlist(600)},nprobe=8"]  # numeric order
+    diffs = eff.difference_table(rows, ["dureader_demo"])
+    assert diffs.loc[0, "pair"] == "hybrid - mono" and diffs.loc[0, "points"] == 3
+    assert eff.clustering_table(rows).loc["mono_s0", "silhouette"] > 0.5
+    text = eff.conclusion(rows, "dureader_demo")
+    assert "hybrid - mono on dureader_demo" in text and f"{diffs.loc[0, 'mean diff']:+.3f}" in text
+    assert "identical counts" in text and "Language clustering" in text
+    for fig in (eff.figure_encoding(rows), eff.figure_clustering(rows),
+                eff.figure_fronts(rows, [("dureader_demo", "latency_ms_p50", eff.OVERLAP)]),
+                eff.figure_knobs(rows, ["dureader_demo", "xquad_r"])):
+        assert fig.axes
+        matplotlib.pyplot.close(fig)
+
+
+def test_measure_all_writes_every_stage_for_every_model(tiny_encoder, tmp_path, monkeypatch):
+    """The whole pipeline on a tiny two-language set with two tiny models: rows, facts, cache and CSV."""
+    import types
+
+    import lib.retrieval
+    from lib.data import RetrievalSet
+    from lib.encoder import build_tiny_encoder
+
+    monkeypatch.setattr(lib.retrieval, "results_dir", lambda profile: tmp_path)
+    items = range(40)
+    docs = pd.DataFrame([(f"{l}:{i}", l, f"{l}{i % 10} {l}{i // 10} {l}{(i * 7) % 10}") for l in "ab" for i in items],
+                        columns=["doc_id", "lang", "text"])
+    queries = pd.DataFrame([(f"{l}:q{i}", str(i), l, f"{l}{i % 10} {l}{i // 10}") for l in "ab" for i in items],
+                           columns=["qid", "item_id", "lang", "text"])
+    qrels = pd.DataFrame([(f"{l}:q{i}", f"{m}:{i}") for l in "ab" for m in "ab" for i in items],
+                         columns=["qid", "doc_id"])
+    rset = RetrievalSet(queries, docs, qrels, "toy")
+    other = build_tiny_encoder(seed=1)
+    specs = [types.SimpleNamespace(name=n, strategy=s, fingerprint=n, load=lambda e=e: e)
+             for n, s, e in (("zero-shot", "zero-shot", tiny_encoder), ("hybrid_s0", "hybrid", other))]
+    workloads = [eff.Workload("toy", rset, query_max_length=16, doc_max_length=16),
+                 eff.Workload("toy_pool", rset, metrics=eff.POOL_METRICS, families=("exact", "ivf"),
+                              query_max_length=16, doc_max_length=16, max_queries=40, clustering=True)]
+    out = tmp_path / "efficiency.csv"
+    rows = eff.measure_all(specs, workloads, out, profile="t", cost_texts=docs["text"][:16].tolist(), threads=1,
+                           repeats=1, n_latency=5, n_e2e=3, cost_batch_size=8)
+    assert list(rows.columns) == eff.COLUMNS and set(rows["model"]) == {"zero-shot", "hybrid_s0"}
+    for model in ("zero-shot", "hybrid_s0"):
+        mine = rows[rows["model"] == model]
+        assert {"encoder", "exact", "ivf", "hnsw", "sq", "facts"} <= set(mine.loc[mine["dataset"] == "toy", "index"])
+        assert {"exact", "ivf", "clustering", "facts"} == set(mine.loc[mine["dataset"] == "toy_pool", "index"])
+    facts = rows[(rows["index"] == "facts") & (rows["dataset"] == "toy_pool")].pivot_table(
+        index="model", columns="value_name", values="value")
+    assert (facts["n_queries"] == 40).all() and (facts["faiss_threads"] == 1).all()  # 20 items x 2 languages
+    assert (tmp_path / "embeddings" / "hybrid_s0" / "toy" / "passage.npy").is_file()
+    assert len(pd.read_csv(out)) == len(rows)
+    eff.write_rows(rows[rows["model"] == "hybrid_s0"], out)  # upsert: same rows again
+    assert len(pd.read_csv(out)) == len(rows)
