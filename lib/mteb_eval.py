@@ -1,0 +1,612 @@
+"""MTEB's cross-lingual retrieval tasks: MLQARetrieval computed locally, and the real mteb run.
+
+Local MLQARetrieval (``dataset = "mlqa_retrieval"``) follows mteb's task:
+
+- 49 subsets, one per (question language X, context language Y) over the 7
+  MLQA languages; split ``validation`` = MLQA v1 dev, file
+  ``dev-context-Y-question-X.json``. mteb names a subset
+  ``"<Y>-<X>"`` with ISO 639-3 codes, *corpus language first*: questions in
+  Arabic against English paragraphs is ``"eng-ara"`` (checked against the
+  query/document counts and lengths in mteb's descriptive statistics).
+- Queries are the distinct question texts of the file; the corpus is the
+  distinct paragraphs (``context``) of the *same file* (not every paragraph
+  of language Y); a question's relevant documents are the paragraphs it was
+  asked about (relevance 1). Duplicate texts are merged as mteb does
+  (:func:`mteb_view`), so the data layer's ids do not matter.
+- Score: cosine similarity; main score nDCG@10 as pytrec_eval's
+  ``ndcg_cut_10`` (linear gain, log2 discount, ideal from the qrels), plus
+  MRR@10 and Recall@10. mteb keeps a top-k run (k = 100 or 1000 by version)
+  before pytrec_eval; @10 metrics do not depend on that depth. Here the
+  exact rank of each relevant paragraph in the subset's whole corpus is
+  computed and the @10 metrics come from ranx (``lib.metrics.topk_metrics``).
+- Ties: trec_eval (hence pytrec_eval and mteb since its tie fixes) orders
+  equal scores by document id, descending; so does :func:`trec_ranks`, on
+  this project's document ids (mteb's ids differ, so an exact float tie
+  could resolve differently; ``n_tied`` counts the queries concerned).
+- No self-retrieval handling is needed: query and document ids never
+  coincide (mteb's ``ignore_identical_ids`` is off by default anyway).
+
+Every language's questions and paragraphs are encoded once per model and
+shared by the subsets. Rows in ``metrics.csv``: one per subset and metric
+(``setting = "subset"``), plus macro means over subsets (``setting`` =
+``"same"``: the 7 X == Y subsets, ``"cross"``: the 42 others, ``"all"``:
+the 49; ``query_lang`` and ``doc_lang`` empty, ``n_queries`` summed).
+Per-query values go to ``per_query/<model>__mlqa_retrieval.parquet``.
+
+With a network, the same encoder runs through the ``mteb`` package itself
+(:class:`MtebEncoder`, :func:`run_mteb`) on MLQARetrieval,
+BelebeleRetrieval and XPQARetrieval, and :func:`compare_with_mteb` checks
+that the local MLQARetrieval agrees with mteb's.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lib.errors import ConfigError, DataError, StudyError
+from lib.paths import CACHE_DIR, atomic_write, results_dir
+
+DATASET = "mlqa_retrieval"
+SPLIT = "validation"
+LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
+ISO3 = {"ar": "ara", "de": "deu", "en": "eng", "es": "spa", "hi": "hin", "vi": "vie", "zh": "zho"}
+METRICS = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_10": "recall@10"}  # csv -> ranx
+MAIN_METRIC = "ndcg_at_10"
+SUMMARY_SETTINGS = ("same", "cross", "all")
+MTEB_TASKS = ("MLQARetrieval", "BelebeleRetrieval", "XPQARetrieval")
+METRIC_COLUMNS = ["model", "strategy", "alpha", "seed", "layers", "dataset", "setting", "query_lang",
+                  "doc_lang", "metric", "value", "n_queries"]  # lib.evaluation.upsert_metrics adds "profile"
+# Agreement of compare_with_mteb: per subset |local - mteb| nDCG@10 at most MAX, mean over subsets at most MEAN.
+# Same encoder and texts on both sides, so only float noise (bf16 with other batch shapes) and
+# mteb's 5-decimal rounding remain; a wrong subset construction moves values by 0.05 and more.
+COMPARE_TOLERANCE = {"max_abs_diff": 0.01, "mean_abs_diff": 0.002}
+
+# mteb's descriptive statistics of MLQARetrieval, split validation: (queries, documents) per
+# (question language, context language). They equal the distinct questions / paragraphs of each
+# dev file, which is how check_subsets recognises a complete, mteb-shaped set.
+_COUNTS = """
+ar: ar 517 439, de 207 179, en 517 438, es 161 145, hi 186 152, vi 163 152, zh 188 161
+de: ar 207 170, de 512 456, en 512 447, es 196 184, hi 163 142, vi 182 161, zh 190 164
+en: ar 517 439, de 512 456, en 1148 978, es 500 454, hi 507 425, vi 511 451, zh 504 443
+es: ar 161 140, de 196 181, en 500 439, es 500 454, hi 187 157, vi 189 166, zh 161 148
+hi: ar 186 155, de 163 146, en 507 423, es 187 165, hi 507 425, vi 177 157, zh 189 163
+vi: ar 163 148, de 182 163, en 511 452, es 189 176, hi 177 157, vi 511 451, zh 184 168
+zh: ar 188 155, de 190 167, en 504 430, es 161 150, hi 189 162, vi 184 166, zh 504 443
+"""
+
+
+def _parse_counts(text: str) -> dict[tuple[str, str], tuple[int, int]]:
+    out = {}
+    for line in text.strip().splitlines():
+        q_lang, rest = line.split(":")
+        for cell in rest.split(","):
+            c_lang, n_q, n_d = cell.split()
+            out[(q_lang.strip(), c_lang)] = (int(n_q), int(n_d))
+    return out
+
+
+MLQA_VALIDATION_COUNTS = _parse_counts(_COUNTS)  # (query_lang, doc_lang) -> (n_queries, n_docs)
+
+
+# --------------------------------------------------------------------------
+# Subsets
+
+
+def mteb_subset_name(query_lang: str, doc_lang: str) -> str:
+    """mteb's ``hf_subset`` of MLQARetrieval: corpus language first, e.g. ('ar', 'en') -> 'eng-ara'."""
+    for lang in (query_lang, doc_lang):
+        if lang not in ISO3:
+            raise ConfigError(f"MLQA language {lang!r}: use one of {', '.join(LANGS)}")
+    return f"{ISO3[doc_lang]}-{ISO3[query_lang]}"
+
+
+def parse_subset_name(name: str) -> tuple[str, str]:
+    """Inverse of :func:`mteb_subset_name`: 'eng-ara' -> ('ar', 'en') = (query_lang, doc_lang)."""
+    back = {v: k for k, v in ISO3.items()}
+    parts = name.split("-")
+    if len(parts) != 2 or parts[0] not in back or parts[1] not in back:
+        raise ConfigError(f"MLQARetrieval subset {name!r}: expected '<corpus iso3>-<query iso3>' "
+                          f"with codes {sorted(back)}")
+    return back[parts[1]], back[parts[0]]
+
+
+def mteb_view(rset) -> tuple[list[str], list[str], list[str], list[list[int]]]:
+    """A subset as mteb sees it: distinct query texts, distinct document texts, qrels by text.
+
+    Returns ``(query_texts, query_item_ids, doc_texts, relevant)`` where
+    ``relevant[i]`` lists the document positions relevant to query ``i``.
+    Queries with the same text are merged (their relevant sets united) and
+    documents with the same text are one document, as mteb builds the task.
+    """
+    q, d, qrels = rset.queries, rset.docs, rset.qrels
+    for frame, cols, what in ((q, ("qid", "text"), "queries"), (d, ("doc_id", "text"), "docs"),
+                              (qrels, ("qid", "doc_id"), "qrels")):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise DataError(f"MLQARetrieval subset: {what} lacks column(s) {missing}; expected a "
+                            "lib.data.RetrievalSet")
+    doc_texts = list(dict.fromkeys(d["text"].astype(str)))
+    doc_pos = {t: i for i, t in enumerate(doc_texts)}
+    doc_of_id = dict(zip(d["doc_id"].astype(str), d["text"].astype(str)))
+    q_texts = list(dict.fromkeys(q["text"].astype(str)))
+    q_pos = {t: i for i, t in enumerate(q_texts)}
+    text_of_qid = dict(zip(q["qid"].astype(str), q["text"].astype(str)))
+    items = {}
+    if "item_id" in q.columns:
+        for t, item in zip(q["text"].astype(str), q["item_id"].astype(str)):
+            items.setdefault(t, item)
+    relevant: list[set[int]] = [set() for _ in q_texts]
+    for qid, doc_id in zip(qrels["qid"].astype(str), qrels["doc_id"].astype(str)):
+        if qid not in text_of_qid or doc_id not in doc_of_id:
+            raise DataError(f"MLQARetrieval subset: qrels pair ({qid!r}, {doc_id!r}) names an unknown "
+                            "query or document")
+        relevant[q_pos[text_of_qid[qid]]].add(doc_pos[doc_of_id[doc_id]])
+    keep = [i for i, r in enumerate(relevant) if r]  # pytrec_eval scores only queries with qrels
+    return ([q_texts[i] for i in keep], [items.get(q_texts[i], "") for i in keep], doc_texts,
+            [sorted(relevant[i]) for i in keep])
+
+
+def check_subsets(subsets: dict, complete: bool = True) -> None:
+    """Raise DataError unless ``subsets`` are the 49 (query_lang, doc_lang) MLQARetrieval subsets.
+
+    With ``complete`` (no ``max_items`` cap) each subset's distinct queries
+    and documents must also match mteb's published validation counts.
+    """
+    expected = set(MLQA_VALIDATION_COUNTS)
+    got = set(subsets)
+    if got != expected:
+        raise DataError(f"MLQARetrieval needs the 49 (query_lang, doc_lang) subsets; missing "
+                        f"{sorted(expected - got)[:5]}, unexpected {sorted(got - expected)[:5]}. "
+                        "Load them with lib.data.load_mlqa_retrieval()")
+    if not complete:
+        return
+    wrong = {}
+    for key, rset in subsets.items():
+        q_texts, _, d_texts, _ = mteb_view(rset)
+        if (len(q_texts), len(d_texts)) != MLQA_VALIDATION_COUNTS[key]:
+            wrong[key] = ((len(q_texts), len(d_texts)), MLQA_VALIDATION_COUNTS[key])
+    if wrong:
+        raise DataError(f"MLQARetrieval subsets differ from mteb's (queries, documents) counts "
+                        f"(got, mteb): {dict(list(wrong.items())[:5])}. The corpus of subset (X, Y) must be "
+                        "the distinct paragraphs of dev-context-Y-question-X.json; check the data mirror "
+                        "(sha256sum -c SHA256SUMS) and lib.data.load_mlqa_retrieval")
+
+
+# --------------------------------------------------------------------------
+# Ranking and metrics
+
+
+def trec_ranks(scores: np.ndarray, relevant: Sequence[Sequence[int]], doc_ids: Sequence[str]
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+    """1-based rank of every relevant document, ranking by score then doc id, both descending.
+
+    That is trec_eval's order (so pytrec_eval's and mteb's). ``scores`` is
+    (n_queries, n_docs). Returns the ranks (aligned with ``relevant[i]``)
+    and, per query, whether a relevant document ties exactly with another.
+    """
+    scores = np.asarray(scores)
+    n, m = scores.shape
+    if len(relevant) != n or len(doc_ids) != m:
+        raise ConfigError(f"trec_ranks: {len(relevant)} relevant lists / {len(doc_ids)} doc ids for "
+                          f"scores of shape {scores.shape}")
+    order = sorted(range(m), key=lambda j: doc_ids[j], reverse=True)
+    first = np.empty(m, dtype=np.int64)  # position in the descending-id order: smaller ranks first on ties
+    first[order] = np.arange(m)
+    ranks, tied = [], np.zeros(n, dtype=bool)
+    for i, rel in enumerate(relevant):
+        rel = np.asarray(rel, dtype=np.int64)
+        row = scores[i]
+        s = row[rel][:, None]
+        higher = (row[None, :] > s).sum(1)
+        equal = row[None, :] == s
+        before = (equal & (first[None, :] < first[rel][:, None])).sum(1)
+        ranks.append(1 + higher + before)
+        tied[i] = bool((equal.sum(1) > 1).any())
+    return ranks, tied
+
+
+def subset_metrics(ranks: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+    """Per-query nDCG@10, MRR@10, Recall@10 (ranx) and full-corpus AP from relevant ranks."""
+    from lib.metrics import average_precisions, topk_metrics
+
+    values = topk_metrics([np.asarray(r) for r in ranks], METRICS)
+    values["ap"] = average_precisions(ranks)
+    return values
+
+
+# --------------------------------------------------------------------------
+# Encoding and evaluation
+
+
+@dataclass
+class MlqaResult:
+    """Local MLQARetrieval scores of one model."""
+
+    subsets: pd.DataFrame  # query_lang, doc_lang, subset, n_queries, n_docs, n_tied, <metrics>
+    per_query: pd.DataFrame  # query_id, item_id, setting, query_lang, doc_lang, ap, relevant_ranks, <metrics>
+    encode_seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        return summarize(self.subsets)
+
+
+def _views(subsets: dict) -> dict:
+    return {key: mteb_view(rset) for key, rset in sorted(subsets.items())}
+
+
+def encode_languages(encoder, views: dict, *, batch_size: int = 32, max_length: int = 512,
+                     progress: bool | None = None) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Embed each language's distinct questions and paragraphs once: (role, lang) -> {text: vector}."""
+    texts: dict[tuple[str, str], dict[str, None]] = {}
+    for (q_lang, d_lang), (q_texts, _, d_texts, _) in views.items():
+        texts.setdefault(("query", q_lang), {}).update(dict.fromkeys(q_texts))
+        texts.setdefault(("passage", d_lang), {}).update(dict.fromkeys(d_texts))
+    out = {}
+    for (role, lang), unique in sorted(texts.items()):
+        items = list(unique)
+        emb = encoder.encode(items, role, batch_size=batch_size, max_length=max_length, progress=progress)
+        out[(role, lang)] = dict(zip(items, emb))
+    return out
+
+
+def evaluate_mlqa_retrieval(encoder, subsets: dict | None = None, *, max_items: int = 0, batch_size: int = 32,
+                            max_length: int = 512, progress: bool | None = None) -> MlqaResult:
+    """Score ``encoder`` on the 49 MLQARetrieval subsets (validation split).
+
+    ``subsets`` defaults to ``lib.data.load_mlqa_retrieval(max_items)``.
+    ``max_length`` caps tokens per text (512 = the e5 models' limit that
+    mteb applies through sentence-transformers; MLQA paragraphs average
+    about 200 tokens, 5-10 % exceed 512).
+    """
+    if subsets is None:
+        from lib.data import load_mlqa_retrieval
+        subsets = load_mlqa_retrieval(max_items=max_items)
+    check_subsets(subsets, complete=not max_items)
+    views = _views(subsets)
+    t0 = time.perf_counter()
+    emb = encode_languages(encoder, views, batch_size=batch_size, max_length=max_length, progress=progress)
+    encode_seconds = time.perf_counter() - t0
+    rows, per_query = [], []
+    for (q_lang, d_lang), (q_texts, items, d_texts, relevant) in views.items():
+        q = np.stack([emb[("query", q_lang)][t] for t in q_texts]).astype(np.float32)
+        d = np.stack([emb[("passage", d_lang)][t] for t in d_texts]).astype(np.float32)
+        doc_ids = [f"{d_lang}-{i:06d}" for i in range(len(d_texts))]
+        ranks, tied = trec_ranks(q @ d.T, relevant, doc_ids)
+        values = subset_metrics(ranks)
+        name = mteb_subset_name(q_lang, d_lang)
+        rows.append({"query_lang": q_lang, "doc_lang": d_lang, "subset": name, "n_queries": len(q_texts),
+                     "n_docs": len(d_texts), "n_tied": int(tied.sum()),
+                     **{m: float(np.mean(values[m])) for m in METRICS}})
+        per_query.append(pd.DataFrame({
+            "query_id": [f"{name}/{i}" for i in range(len(q_texts))], "item_id": items,
+            "setting": "subset", "query_lang": q_lang, "doc_lang": d_lang, "ap": values["ap"],
+            "relevant_ranks": [np.sort(r).astype(np.int64).tolist() for r in ranks],
+            **{m: values[m] for m in METRICS}}))
+    info = {"max_length": max_length, "batch_size": batch_size, "max_items": max_items}
+    return MlqaResult(pd.DataFrame(rows), pd.concat(per_query, ignore_index=True), encode_seconds, info)
+
+
+def summarize(subset_table: pd.DataFrame) -> pd.DataFrame:
+    """Macro means over subsets: setting same (X == Y), cross (X != Y), all; one row per metric."""
+    same = subset_table["query_lang"] == subset_table["doc_lang"]
+    rows = []
+    for setting, mask in (("same", same), ("cross", ~same), ("all", same | ~same)):
+        part = subset_table[mask]
+        for metric in METRICS:
+            rows.append({"setting": setting, "metric": metric, "value": float(part[metric].mean()),
+                         "n_subsets": int(len(part)), "n_queries": int(part["n_queries"].sum())})
+    return pd.DataFrame(rows)
+
+
+def metric_rows(result: MlqaResult, *, model: str, strategy: str, alpha: float | None = None,
+                seed: int | None = None, layers: int | None = None) -> pd.DataFrame:
+    """``metrics.csv`` rows of one model: every subset and metric, then the same/cross/all means."""
+    tags = {"model": model, "strategy": strategy, "alpha": alpha, "seed": seed, "layers": layers,
+            "dataset": DATASET}
+    rows = []
+    for r in result.subsets.itertuples(index=False):
+        for metric in METRICS:
+            rows.append({**tags, "setting": "subset", "query_lang": r.query_lang, "doc_lang": r.doc_lang,
+                         "metric": metric, "value": getattr(r, metric), "n_queries": r.n_queries})
+    for r in result.summary().itertuples(index=False):
+        rows.append({**tags, "setting": r.setting, "query_lang": "", "doc_lang": "", "metric": r.metric,
+                     "value": r.value, "n_queries": r.n_queries})
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+# --------------------------------------------------------------------------
+# Files (lib.evaluation's metrics.csv and per_query/ conventions)
+
+
+def write_mlqa_results(result: MlqaResult, profile: str, *, model: str, strategy: str,
+                       alpha: float | None = None, seed: int | None = None,
+                       layers: int | None = None) -> pd.DataFrame:
+    """Write the model's rows to metrics.csv (upsert by model + dataset) and its per-query parquet."""
+    from lib.evaluation import per_query_path, upsert_metrics
+
+    rows = metric_rows(result, model=model, strategy=strategy, alpha=alpha, seed=seed, layers=layers)
+    path = per_query_path(profile, model, DATASET)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        result.per_query.to_parquet(tmp, index=False)
+    upsert_metrics(profile, rows)
+    return rows
+
+
+def _manifest_path(profile: str) -> Path:
+    return results_dir(profile) / "mlqa_retrieval_evaluations.json"
+
+
+def record_evaluation(profile: str, model: str, key: dict) -> None:
+    """Remember what (model fingerprint, settings) produced the model's MLQARetrieval rows."""
+    path = _manifest_path(profile)
+    entries = json.loads(path.read_text()) if path.is_file() else {}
+    entries[model] = key
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+
+
+def has_results(profile: str, model: str, key: dict | None = None) -> bool:
+    """Whether metrics.csv holds the model's MLQARetrieval rows, its per-query file exists and (when
+    ``key`` is given) they were produced by the same model fingerprint and settings."""
+    from lib.evaluation import metrics_path, per_query_path
+
+    path = metrics_path(profile)
+    if not (path.is_file() and per_query_path(profile, model, DATASET).is_file()):
+        return False
+    if key is not None:
+        manifest = _manifest_path(profile)
+        if not manifest.is_file() or json.loads(manifest.read_text()).get(model) != key:
+            return False
+    frame = pd.read_csv(path, usecols=["model", "dataset"], dtype=str)
+    return bool(((frame["model"] == model) & (frame["dataset"] == DATASET)).any())
+
+
+# --------------------------------------------------------------------------
+# The mteb package
+
+
+def _role(prompt_type: Any) -> str:
+    """mteb's prompt type -> our role: query -> query, document / passage -> passage.
+
+    No prompt type (symmetric tasks such as STS) -> query, e5's advice for
+    non-retrieval uses.
+    """
+    value = getattr(prompt_type, "value", prompt_type)
+    if value is None or value == "query":
+        return "query"
+    if value in ("document", "passage"):
+        return "passage"
+    raise ConfigError(f"prompt_type={prompt_type!r}: expected mteb's 'query' or 'document'")
+
+
+def _batch_texts(batch: Any) -> list[str]:
+    if isinstance(batch, str):
+        return [batch]
+    if isinstance(batch, dict):
+        if "text" not in batch:
+            raise ConfigError(f"mteb batch without a 'text' field (fields: {sorted(batch)}); only text "
+                              "tasks are supported")
+        value = batch["text"]
+        return [value] if isinstance(value, str) else [str(t) for t in value]
+    return [str(t) for t in batch]
+
+
+class MtebEncoder:
+    """An :class:`lib.encoder.Encoder` behind mteb's encoder interface.
+
+    mteb 2.x calls ``encode(inputs, *, task_metadata, hf_split, hf_subset,
+    prompt_type, **kwargs)`` with a DataLoader whose batches are dicts with a
+    ``"text"`` list (corpus batches: title and body already joined); mteb 1.x
+    passes a list of sentences (and ``task_name``). Both work. ``prompt_type``
+    query / document selects our query / passage role, so the e5 prefixes
+    (``"query: "`` / ``"passage: "``) are added exactly as mteb's own e5
+    wrapper does. Embeddings are L2-normalised float32 numpy arrays; the
+    similarity is cosine.
+    """
+
+    mteb_model_meta = None  # run_mteb fills it when mteb is importable
+
+    def __init__(self, encoder, name: str = "", batch_size: int = 32, max_length: int = 512,
+                 revision: str | None = None, **kwargs: Any):
+        if isinstance(encoder, str):
+            from lib.encoder import load_encoder
+            encoder = load_encoder(encoder, **kwargs)
+        self.encoder = encoder
+        self.name = name or getattr(encoder, "name", "") or "local-encoder"
+        self.revision = revision
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.calls: list[tuple[str, int]] = []  # (role, n_texts) per encode call, for inspection
+
+    def encode(self, inputs: Any, *, task_metadata: Any = None, hf_split: str | None = None,
+               hf_subset: str | None = None, prompt_type: Any = None, **kwargs: Any) -> np.ndarray:
+        role = _role(prompt_type)
+        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs)):
+            texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        else:
+            texts = [t for batch in inputs for t in _batch_texts(batch)]
+        batch_size = int(kwargs.get("batch_size") or self.batch_size)
+        show = kwargs.get("show_progress_bar")
+        self.calls.append((role, len(texts)))
+        return self.encoder.encode(texts, role, batch_size=batch_size, max_length=self.max_length,
+                                   progress=show)
+
+    @staticmethod
+    def similarity(embeddings1: Any, embeddings2: Any):
+        """Cosine similarity matrix as a torch tensor (mteb's return type)."""
+        import torch
+
+        a = torch.as_tensor(np.asarray(embeddings1, dtype=np.float32))
+        b = torch.as_tensor(np.asarray(embeddings2, dtype=np.float32))
+        a = torch.nn.functional.normalize(a.reshape(-1, a.shape[-1]), dim=-1)
+        b = torch.nn.functional.normalize(b.reshape(-1, b.shape[-1]), dim=-1)
+        return a @ b.T
+
+    @staticmethod
+    def similarity_pairwise(embeddings1: Any, embeddings2: Any):
+        import torch
+
+        a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings1, dtype=np.float32)), dim=-1)
+        b = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings2, dtype=np.float32)), dim=-1)
+        return (a * b).sum(-1)
+
+
+def _import_mteb():
+    """Import mteb or raise a StudyError saying what to install (mteb is optional here)."""
+    if importlib.util.find_spec("mteb") is None:
+        raise StudyError("the 'mteb' package is not installed: pip install 'mteb>=2' (it downloads the task "
+                         "data from the Hugging Face hub, so it needs a network). Offline, use "
+                         "lib.mteb_eval.evaluate_mlqa_retrieval, the local MLQARetrieval")
+    import mteb
+
+    return mteb
+
+
+def _offline_flags() -> list[str]:
+    return [f for f in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+            if os.environ.get(f, "").strip() not in ("", "0", "false", "False")]
+
+
+def _looks_like_network_error(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    names = {type(e).__name__ for e in _chain(exc)}
+    network = {"ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "OfflineModeIsEnabled",
+               "LocalEntryNotFoundError", "MaxRetryError", "NameResolutionError", "HfHubHTTPError",
+               "ConnectionRefusedError", "gaierror"}
+    return bool(names & network) or any(w in text for w in ("offline", "connection", "resolve host",
+                                                             "temporary failure", "network"))
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _model_meta(mteb, wrapper: MtebEncoder):
+    """A ModelMeta naming the local model (best effort: its fields differ between mteb versions)."""
+    model = wrapper.encoder.model
+    fields = dict(name=f"local/{wrapper.name}".replace(" ", "_"), revision=wrapper.revision or "local",
+                  release_date=None, languages=None, loader=None,
+                  n_parameters=int(sum(p.numel() for p in model.parameters())), memory_usage_mb=None,
+                  max_tokens=wrapper.max_length, embed_dim=int(model.config.hidden_size), license=None,
+                  open_weights=True, public_training_code=None, public_training_data=None,
+                  framework=["PyTorch"], reference=None, similarity_fn_name="cosine", use_instructions=False,
+                  training_datasets=None)
+    cls = getattr(mteb, "ModelMeta", None)
+    if cls is None:
+        return None
+    try:
+        return cls(**fields)
+    except Exception:  # noqa: BLE001 - a newer/older ModelMeta: mteb falls back to an anonymous meta
+        return None
+
+
+def _score_rows(task_results: Iterable[Any]) -> pd.DataFrame:
+    """mteb TaskResult objects -> rows task, split, hf_subset, metric, value."""
+    rows = []
+    for tr in task_results:
+        scores = getattr(tr, "scores", None) or {}
+        name = getattr(tr, "task_name", "?")
+        for split, entries in scores.items():
+            for entry in entries:
+                for metric, value in entry.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        rows.append({"task": name, "split": split, "hf_subset": entry.get("hf_subset", ""),
+                                     "metric": metric, "value": float(value)})
+    return pd.DataFrame(rows, columns=["task", "split", "hf_subset", "metric", "value"])
+
+
+def run_mteb(encoder, tasks: Sequence[str] = MTEB_TASKS, out_dir: str | os.PathLike | None = None, *,
+             name: str = "", eval_splits: Sequence[str] | None = None, batch_size: int = 32,
+             max_length: int = 512) -> pd.DataFrame:
+    """Run ``encoder`` through the ``mteb`` package on ``tasks``; rows task, split, hf_subset, metric, value.
+
+    Needs ``pip install mteb`` and access to the Hugging Face hub (task
+    data). Raises StudyError when mteb is missing, and DataError naming the
+    network when the hub cannot be reached (``HF_HUB_OFFLINE`` set, or a
+    connection failure). mteb's own result files go to ``out_dir`` (its
+    cache; default ``CACHE_DIR/mteb/<name>``); the rows are also written to
+    ``out_dir/mteb_scores.csv``.
+    """
+    mteb = _import_mteb()
+    flags = _offline_flags()
+    if flags:
+        raise DataError(f"run_mteb: {', '.join(flags)} is set, so the Hugging Face hub (where mteb reads the "
+                        f"data of {list(tasks)}) is not reachable; this is a network setting, not a wrong task "
+                        "name. Unset it on a machine with a network, or use evaluate_mlqa_retrieval offline")
+    wrapper = encoder if isinstance(encoder, MtebEncoder) else MtebEncoder(encoder, name, batch_size, max_length)
+    wrapper.mteb_model_meta = _model_meta(mteb, wrapper)
+    out_dir = Path(out_dir) if out_dir is not None else CACHE_DIR / "mteb" / (name or wrapper.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        kwargs = {"eval_splits": list(eval_splits)} if eval_splits else {}
+        task_objs = mteb.get_tasks(tasks=list(tasks), **kwargs)
+        if hasattr(mteb, "evaluate"):  # mteb 2.x
+            cache = mteb.ResultCache(cache_path=str(out_dir)) if hasattr(mteb, "ResultCache") else None
+            result = mteb.evaluate(wrapper, task_objs, cache=cache, encode_kwargs={"batch_size": batch_size},
+                                   overwrite_strategy="always")
+            task_results = getattr(result, "task_results", result)
+        else:  # mteb 1.x
+            task_results = mteb.MTEB(tasks=task_objs).run(wrapper, output_folder=str(out_dir),
+                                                          encode_kwargs={"batch_size": batch_size},
+                                                          overwrite_results=True)
+    except StudyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised with the cause named
+        if _looks_like_network_error(exc):
+            raise DataError(f"run_mteb: the task data of {list(tasks)} could not be downloaded from the Hugging "
+                            f"Face hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                            "the network or the hub is unreachable. Retry with a network, or use "
+                            "evaluate_mlqa_retrieval offline") from exc
+        raise
+    rows = _score_rows(task_results)
+    with atomic_write(out_dir / "mteb_scores.csv") as tmp:
+        rows.to_csv(tmp, index=False)
+    return rows
+
+
+def compare_with_mteb(encoder, subsets: dict | None = None, out_dir: str | os.PathLike | None = None, *,
+                      name: str = "", batch_size: int = 32, max_length: int = 512,
+                      tolerance: dict[str, float] | None = None) -> pd.DataFrame:
+    """Local MLQARetrieval against mteb's on the same encoder: nDCG@10 per subset, split validation.
+
+    Returns rows ``query_lang, doc_lang, subset, local, mteb, abs_diff`` with
+    ``frame.attrs["agree"]`` true when the largest and the mean absolute
+    difference stay within ``tolerance`` (default :data:`COMPARE_TOLERANCE`);
+    raises StudyError when they do not. Needs mteb and a network (paper
+    profile).
+    """
+    tolerance = {**COMPARE_TOLERANCE, **(tolerance or {})}
+    ours = evaluate_mlqa_retrieval(encoder, subsets, batch_size=batch_size, max_length=max_length)
+    theirs = run_mteb(encoder, ["MLQARetrieval"], out_dir, name=name, eval_splits=[SPLIT],
+                      batch_size=batch_size, max_length=max_length)
+    theirs = theirs[(theirs["split"] == SPLIT) & (theirs["metric"] == MAIN_METRIC)]
+    by_subset = dict(zip(theirs["hf_subset"], theirs["value"]))
+    table = ours.subsets[["query_lang", "doc_lang", "subset", MAIN_METRIC]].rename(columns={MAIN_METRIC: "local"})
+    table["mteb"] = table["subset"].map(by_subset)
+    if table["mteb"].isna().any():
+        missing = table.loc[table["mteb"].isna(), "subset"].tolist()
+        raise StudyError(f"compare_with_mteb: mteb returned no {MAIN_METRIC} for subsets {missing[:5]}; "
+                         f"it returned {sorted(by_subset)[:5]}...")
+    table["abs_diff"] = (table["local"] - table["mteb"]).abs()
+    agree = (table["abs_diff"].max() <= tolerance["max_abs_diff"]
+             and table["abs_diff"].mean() <= tolerance["mean_abs_diff"])
+    table.attrs.update(agree=bool(agree), tolerance=tolerance)
+    if not agree:
+        raise StudyError(f"local MLQARetrieval and mteb disagree: max |diff| {table['abs_diff'].max():.4f}, mean "
+                         f"{table['abs_diff'].mean():.4f} (tolerance {tolerance}); worst subsets "
+                         f"{table.nlargest(3, 'abs_diff')[['subset', 'local', 'mteb']].to_dict('records')}")
+    return table

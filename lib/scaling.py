@@ -1,0 +1,619 @@
+"""The size axis of research question 2: does the hybrid advantage change as the encoder grows?
+
+Offline the axis is the embedded backbone cut to its first k transformer
+layers (``load_encoder("embedded", num_layers=k)``, default k = 3, 6, 12).
+Each size gets the untuned (zero-shot) copy and one model per strategy,
+trained by ``lib.training.train`` into ``results/<profile>/models/<run_name>``.
+The full depth is passed as ``num_layers=0``, so it maps to the runs of
+notebook 03 (run names without ``_L``) and reuses them. An existing
+finished run is always reused; when its training settings differ from the
+requested ones a warning says so and ``scaling.csv`` shows its steps.
+
+With a network the axis is a list of hub backbones at full depth
+(:data:`HUB_BACKBONES`); their runs are named ``<backbone>__<run_name>``
+except the profile's own backbone, whose runs are notebook 03's.
+
+Size is reported two ways: non-embedding parameters (every parameter
+outside ``nn.Embedding`` modules, the convention of Kaplan et al.; the
+embedded backbone's 96M-entry vocabulary matrix would otherwise hide the
+layers) and measured encoding throughput (texts/s on a fixed passage
+sample, one process, fixed thread count). Same-size models share one
+architecture, so throughput is measured once per size, on the zero-shot copy.
+
+Scores: ``lib.mteb_eval`` (MLQARetrieval, 49 subsets) and
+``lib.evaluation.evaluate_model`` (XQuAD-R). Intervals: ``lib.stats``'s
+bootstrap over items (the translations of one question move together) and
+its paired sign-flip test (:func:`intervals`, :func:`gaps`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lib.errors import ConfigError, ModelError
+from lib.paths import atomic_write, results_dir
+
+DEFAULT_SIZES = (3, 6, 12)
+STRATEGIES = ("mono", "cross", "hybrid")
+ZERO_SHOT = "zero-shot"
+HUB_BACKBONES = (  # the size axis with a network: parameters from the model cards
+    "intfloat/multilingual-e5-small",  # 118M (12 x 384)
+    "intfloat/multilingual-e5-base",  # 278M (12 x 768)
+    "intfloat/multilingual-e5-large",  # 560M (24 x 1024)
+    "xlm-roberta-base",  # 278M (12 x 768), no retrieval training
+    "xlm-roberta-large",  # 560M (24 x 1024), no retrieval training
+    "sentence-transformers/LaBSE",  # 471M (12 x 768), CLS pooling
+)
+SCALING_COLUMNS = ["model", "strategy", "layers", "non_embedding_params", "encode_texts_per_s",
+                   "train_seconds", "backbone", "total_params", "steps", "reused"]
+IDENTITY_KEYS = ("backbone", "num_layers", "strategy", "alpha", "seed")  # what names a run; the rest is "settings"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+# --------------------------------------------------------------------------
+# Parameters
+
+
+def parse_list(text: str | Sequence, name: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+    """'a, b' -> ('a', 'b'); ConfigError on an empty list, a repeat or a value outside ``allowed``."""
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
+    items = [s for s in items if s]
+    if not items:
+        raise ConfigError(f"{name}={text!r} is empty: give a comma-separated list, e.g. {','.join(allowed or ['a'])!r}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{name}={text!r} repeats a value")
+    if allowed is not None:
+        bad = [s for s in items if s not in allowed]
+        if bad:
+            raise ConfigError(f"{name}: {bad} not allowed; choose among {list(allowed)}")
+    return tuple(items)
+
+
+def parse_sizes(text: str | Sequence[int]) -> tuple[int, ...]:
+    """'3,6,12' -> (3, 6, 12), sorted; ConfigError on anything but distinct positive integers."""
+    items = parse_list([str(x) for x in text] if not isinstance(text, str) else text, "layer_sizes")
+    try:
+        sizes = [int(s) for s in items]
+    except ValueError:
+        raise ConfigError(f"layer_sizes={text!r}: use comma-separated layer counts such as '3,6,12'") from None
+    if any(k < 1 for k in sizes):
+        raise ConfigError(f"layer_sizes={text!r}: layer counts start at 1")
+    return tuple(sorted(sizes))
+
+
+def check_hub_id(hub_id: str) -> str:
+    """A syntactically valid hub id (``name`` or ``owner/name``), else ConfigError blaming the id."""
+    if (not isinstance(hub_id, str) or not _HUB_ID.match(hub_id) or "--" in hub_id or ".." in hub_id
+            or len(hub_id) > 96):
+        raise ConfigError(f"backbone {hub_id!r} is not a valid Hugging Face hub id (owner/name, letters, "
+                          "digits, '.', '_', '-'): the id is the problem, not the network. Example: "
+                          "intfloat/multilingual-e5-base")
+    return hub_id
+
+
+def _offline() -> bool:
+    return any(os.environ.get(f, "").strip() not in ("", "0", "false", "False")
+               for f in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_hub_backbone(hub_id: str) -> Path:
+    """Local path of the backbone's ``config.json``, downloading it when allowed.
+
+    The error says which side failed: a malformed or unknown id (the id), or
+    a hub that cannot be reached / may not be contacted (the network; the id
+    is then unverified). With ``HF_HUB_OFFLINE`` set only the local cache is
+    read, so nothing touches the network.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    check_hub_id(hub_id)
+    offline = _offline()
+    try:
+        return Path(hf_hub_download(hub_id, "config.json", local_files_only=offline))
+    except RepositoryNotFoundError as exc:
+        raise ModelError(f"backbone {hub_id!r} does not exist on the Hugging Face hub (or is private): the id is "
+                         f"the problem; check its spelling, e.g. one of {list(HUB_BACKBONES)}") from exc
+    except GatedRepoError as exc:
+        raise ModelError(f"backbone {hub_id!r} is gated on the hub: accept its licence on the model page and "
+                         "log in (huggingface-cli login); the id itself is fine") from exc
+    except Exception as exc:  # noqa: BLE001 - everything else is the network or the cache
+        if offline:
+            raise ModelError(f"backbone {hub_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE / "
+                             "TRANSFORMERS_OFFLINE forbids downloading it: a network setting, not proof that the "
+                             "id is wrong (it could not be checked). Unset the variable on a machine with a "
+                             "network, or use backbone='embedded'") from exc
+        raise ModelError(f"backbone {hub_id!r}: the Hugging Face hub could not be reached ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}): a network problem; the id could not "
+                         "be checked. Retry with a network, or use backbone='embedded' offline") from exc
+
+
+def backbone_depth(backbone: str) -> int:
+    """Number of transformer layers of ``backbone`` ('embedded', a model folder or a hub id), read
+    from its config without loading weights."""
+    if backbone == "embedded":
+        from lib.encoder import embedded_model_dir
+        config = embedded_model_dir() / "config.json"
+    elif Path(backbone).expanduser().is_dir():
+        config = Path(backbone).expanduser() / "config.json"
+        if not config.is_file():
+            raise ModelError(f"backbone folder {backbone} has no config.json")
+    else:
+        config = check_hub_backbone(backbone)
+    depth = json.loads(Path(config).read_text()).get("num_hidden_layers")
+    if not isinstance(depth, int) or depth < 1:
+        raise ModelError(f"{config}: no positive num_hidden_layers; cannot build a size axis from {backbone!r}")
+    return depth
+
+
+def check_sizes(sizes: Sequence[int], depth: int, backbone: str = "embedded") -> None:
+    """ConfigError unless every layer count is within 1..depth."""
+    bad = [k for k in sizes if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= depth]
+    if bad:
+        raise ConfigError(f"layer_sizes {list(bad)} out of range: backbone {backbone!r} has {depth} layers, so "
+                          f"each size must be in 1..{depth}")
+
+
+# --------------------------------------------------------------------------
+# The models of the axis
+
+
+@dataclass(frozen=True)
+class SizedModel:
+    """One point of the size axis: a zero-shot copy or a trained run."""
+
+    name: str  # the model column of metrics.csv
+    strategy: str  # zero-shot | mono | cross | hybrid
+    layers: int  # transformer layers kept
+    num_layers: int  # argument of load_encoder / TrainConfig (0 = full depth)
+    backbone: str
+    alpha: float | None = None
+    seed: int | None = None
+    run_dir: Path | None = None  # results/<profile>/models/<folder> for trained models
+
+    @property
+    def trained(self) -> bool:
+        return self.run_dir is not None
+
+    def load(self):
+        from lib.encoder import load_encoder
+
+        if self.trained:
+            return load_encoder(str(self.run_dir / "model"))
+        return load_encoder(self.backbone, num_layers=self.num_layers)
+
+
+def _safe(name: str) -> str:
+    from lib.evaluation import safe_name
+    return safe_name(name)
+
+
+def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] = DEFAULT_SIZES,
+                strategies: Sequence[str] = STRATEGIES, alpha: float = 0.5, seed: int = 0,
+                depth: int | None = None) -> list[SizedModel]:
+    """Zero-shot plus one trained model per strategy for every layer count (depth-truncated axis)."""
+    from lib.evaluation import zero_shot_name
+    from lib.training import TrainConfig, run_name
+
+    depth = backbone_depth(backbone) if depth is None else depth
+    check_sizes(sizes, depth, backbone)
+    parse_list(list(strategies), "strategies", STRATEGIES)
+    models = []
+    for k in sorted(sizes):
+        arg = 0 if k == depth else k
+        models.append(SizedModel(zero_shot_name(backbone, arg), ZERO_SHOT, k, arg, backbone))
+        for strategy in strategies:
+            cfg = TrainConfig(backbone=backbone, num_layers=arg, strategy=strategy, alpha=alpha, seed=seed)
+            name = run_name(cfg)
+            models.append(SizedModel(name, strategy, k, arg, backbone, cfg.alpha, seed,
+                                     results_dir(profile) / "models" / name))
+    return models
+
+
+def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = "",
+                    strategies: Sequence[str] = STRATEGIES, alpha: float = 0.5, seed: int = 0) -> list[SizedModel]:
+    """Zero-shot plus trained models at full depth for each hub backbone (needs the hub or its cache)."""
+    from lib.evaluation import zero_shot_name
+    from lib.training import TrainConfig, run_name
+
+    models = []
+    for backbone in backbones:
+        depth = backbone_depth(backbone)
+        models.append(SizedModel(zero_shot_name(backbone, 0), ZERO_SHOT, depth, 0, backbone))
+        prefix = "" if backbone == own_backbone else f"{_safe(Path(backbone).name)}__"
+        for strategy in strategies:
+            cfg = TrainConfig(backbone=backbone, strategy=strategy, alpha=alpha, seed=seed)
+            name = prefix + run_name(cfg)
+            models.append(SizedModel(name, strategy, depth, 0, backbone, cfg.alpha, seed,
+                                     results_dir(profile) / "models" / name))
+    return models
+
+
+def plan_frame(models: Sequence[SizedModel]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": m.name, "strategy": m.strategy, "layers": m.layers, "num_layers": m.num_layers,
+                          "backbone": m.backbone, "trained": m.trained,
+                          "run_dir": str(m.run_dir) if m.run_dir else ""} for m in models])
+
+
+# --------------------------------------------------------------------------
+# Training
+
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "train_config.json").is_file() and (run_dir / "model").is_dir()
+
+
+def train_models(models: Sequence[SizedModel], progress: bool = True, **train_args) -> pd.DataFrame:
+    """Train every planned model that has no finished run yet; reuse the others.
+
+    ``train_args`` are TrainConfig fields (steps, batch_size, lr, ...).
+    Returns rows ``model, train_seconds, steps, reused`` read from each
+    run's ``train_config.json``.
+    """
+    from lib.training import TrainConfig, train
+
+    rows = []
+    for m in models:
+        if not m.trained:
+            continue
+        cfg = TrainConfig(backbone=m.backbone, num_layers=m.num_layers, strategy=m.strategy,
+                          alpha=m.alpha if m.alpha is not None else 0.5, seed=m.seed or 0, **train_args)
+        reused = _finished(m.run_dir)
+        if reused:
+            saved = json.loads((m.run_dir / "train_config.json").read_text())
+            differ = {k: (saved.get(k), v) for k, v in cfg.to_dict().items()
+                      if k not in IDENTITY_KEYS and k in saved and saved[k] != v}
+            if differ:
+                warnings.warn(f"reusing {m.run_dir.name}, trained with other settings (saved, requested): {differ}",
+                              stacklevel=2)
+        else:
+            train(cfg, m.run_dir, progress=progress)
+        saved = json.loads((m.run_dir / "train_config.json").read_text())
+        rows.append({"model": m.name, "train_seconds": float(saved.get("train_seconds", math.nan)),
+                     "steps": int(saved.get("steps", 0)), "reused": reused})
+    return pd.DataFrame(rows, columns=["model", "train_seconds", "steps", "reused"])
+
+
+# --------------------------------------------------------------------------
+# Size: parameters and encoding cost
+
+
+def count_parameters(model) -> dict[str, int]:
+    """Total, embedding (every ``nn.Embedding``: words, positions, token types) and non-embedding parameters."""
+    import torch
+
+    seen, total, embedding = set(), 0, 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            for p in module.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    embedding += p.numel()
+    for p in model.parameters():
+        total += p.numel()
+    return {"total_params": int(total), "embedding_params": int(embedding),
+            "non_embedding_params": int(total - embedding)}
+
+
+def encode_speed(encoder, texts: Sequence[str], *, role: str = "passage", batch_size: int = 32,
+                 max_length: int = 256, threads: int = 2, repeats: int = 2) -> float:
+    """Texts per second encoding ``texts`` (best of ``repeats`` passes after a warm-up batch) with
+    torch limited to ``threads`` intra-op threads."""
+    import torch
+
+    texts = list(texts)
+    if not texts or repeats < 1 or threads < 1:
+        raise ConfigError(f"encode_speed: needs texts (got {len(texts)}), repeats >= 1 and threads >= 1")
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        encoder.encode(texts[:batch_size], role, batch_size=batch_size, max_length=max_length, progress=False)
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            encoder.encode(texts, role, batch_size=batch_size, max_length=max_length, progress=False)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old)
+    return len(texts) / best
+
+
+def speed_sample(subsets: dict, n: int = 256, seed: int = 0) -> list[str]:
+    """A fixed sample of MLQARetrieval paragraphs from every language (same texts for every model)."""
+    docs = pd.concat([rs.docs[["doc_id", "lang", "text"]] for _, rs in sorted(subsets.items())])
+    docs = docs.drop_duplicates("text").sort_values(["lang", "doc_id"], kind="stable")
+    take = min(n, len(docs))
+    rng = np.random.default_rng(seed)
+    return docs["text"].iloc[np.sort(rng.choice(len(docs), take, replace=False))].tolist()
+
+
+def measure_sizes(models: Sequence[SizedModel], texts: Sequence[str], *, threads: int = 2, batch_size: int = 32,
+                  max_length: int = 256, repeats: int = 2) -> pd.DataFrame:
+    """Parameters and encode throughput per size (measured on each size's zero-shot copy)."""
+    rows = []
+    for m in models:
+        if m.strategy != ZERO_SHOT:
+            continue
+        encoder = m.load()
+        counts = count_parameters(encoder.model)
+        speed = encode_speed(encoder, texts, batch_size=batch_size, max_length=max_length, threads=threads,
+                             repeats=repeats)
+        rows.append({"backbone": m.backbone, "layers": m.layers, **counts, "encode_texts_per_s": speed,
+                     "threads": threads, "max_length": max_length, "n_texts": len(texts)})
+        del encoder
+    return pd.DataFrame(rows)
+
+
+def scaling_table(models: Sequence[SizedModel], sizes: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: SCALING_COLUMNS (size facts joined by backbone + layers, training by model)."""
+    frame = plan_frame(models)[["model", "strategy", "layers", "backbone"]]
+    frame = frame.merge(sizes[["backbone", "layers", "total_params", "non_embedding_params", "encode_texts_per_s"]],
+                        on=["backbone", "layers"], how="left")
+    frame = frame.merge(training, on="model", how="left")
+    frame["reused"] = frame["reused"].astype("boolean")
+    return frame[SCALING_COLUMNS]
+
+
+def scaling_path(profile: str) -> Path:
+    return results_dir(profile) / "scaling.csv"
+
+
+def write_scaling(table: pd.DataFrame, profile: str) -> Path:
+    """Write ``results/<profile>/scaling.csv``, replacing rows of the same models (atomic)."""
+    path = scaling_path(profile)
+    if path.is_file():
+        old = pd.read_csv(path)
+        table = pd.concat([old[~old["model"].isin(table["model"])], table], ignore_index=True)
+    with atomic_write(path) as tmp:
+        table.sort_values(["backbone", "layers", "strategy"], kind="stable").to_csv(tmp, index=False)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate_mlqa(models: Sequence[SizedModel], profile: str, *, subsets: dict | None = None, max_items: int = 0,
+                  max_length: int = 512, batch_size: int = 32, force: bool = False,
+                  progress: bool | None = None) -> pd.DataFrame:
+    """MLQARetrieval (49 subsets) for every model, skipping those with results; returns the subset table."""
+    from lib import mteb_eval
+
+    if subsets is None:
+        from lib.data import load_mlqa_retrieval
+        subsets = load_mlqa_retrieval(max_items=max_items)
+    from lib.evaluation import describe_model
+
+    tables = []
+    for m in models:
+        target = str(m.run_dir) if m.trained else m.backbone
+        fingerprint = describe_model(target, m.name, 0 if m.trained else m.num_layers).fingerprint
+        key = {"model_fingerprint": fingerprint, "max_items": int(max_items), "max_length": int(max_length)}
+        if not force and mteb_eval.has_results(profile, m.name, key):
+            continue
+        encoder = m.load()
+        result = mteb_eval.evaluate_mlqa_retrieval(encoder, subsets, max_items=max_items, batch_size=batch_size,
+                                                   max_length=max_length, progress=progress)
+        mteb_eval.write_mlqa_results(result, profile, model=m.name, strategy=m.strategy, alpha=m.alpha,
+                                     seed=m.seed, layers=m.layers)
+        mteb_eval.record_evaluation(profile, m.name, key)
+        tables.append(result.subsets.assign(model=m.name, encode_seconds=result.encode_seconds))
+        del encoder
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def evaluate_lareqa(models: Sequence[SizedModel], profile: str, dataset: str = "xquad_r", *, max_items: int = 0,
+                    progress: bool | None = None) -> None:
+    """XQuAD-R / MLQA-R through ``lib.evaluation`` (skips up-to-date models), then fills ``layers``."""
+    from lib.data import load_lareqa
+    from lib.evaluation import (EVAL_VERSION, data_fingerprint, describe_model, evaluate_model, load_metrics,
+                                per_query_path, read_manifest, upsert_metrics)
+
+    data = load_lareqa(dataset, max_items=max_items)
+    data_fp = data_fingerprint(data)
+    manifest = read_manifest(profile)["entries"]
+    for m in models:
+        target = str(m.run_dir) if m.trained else m.backbone
+        spec = describe_model(target, m.name, 0 if m.trained else m.num_layers)
+        entry = manifest.get(f"{spec.name}__{dataset}", {})
+        fresh = (entry.get("model_fingerprint") == spec.fingerprint and entry.get("data_fingerprint") == data_fp
+                 and entry.get("eval_version") == EVAL_VERSION and per_query_path(profile, spec.name, dataset).is_file())
+        if not fresh:
+            evaluate_model(target, m.name, dataset, profile, num_layers=0 if m.trained else m.num_layers,
+                           max_items=max_items, data=data, progress=progress)
+    metrics = load_metrics(profile)
+    layers = {m.name: m.layers for m in models}
+    mine = (metrics["dataset"] == dataset) & metrics["model"].isin(layers)
+    gaps = mine & metrics["layers"].isna()
+    if gaps.any():  # a cached zero-shot evaluation does not load the model and cannot know its depth
+        fixed = metrics[mine].copy()
+        fixed["layers"] = fixed["model"].map(layers)
+        for (model, _), part in fixed.groupby(["model", "dataset"]):
+            upsert_metrics(profile, part)
+
+
+# --------------------------------------------------------------------------
+# Intervals (lib.stats: cluster bootstrap over items, paired sign-flip test)
+
+
+def intervals(per_query: pd.DataFrame, value: str, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Macro mean (over cells) with a 95 % item-cluster bootstrap interval per (model, group).
+
+    ``per_query``: columns ``model, query_id, item_id, group, cell`` and
+    ``value`` (see :func:`mlqa_bootstrap_frame`). Translations of one
+    question share an ``item_id`` and are resampled together.
+    """
+    from lib.stats import bootstrap_ci
+
+    rows = []
+    for (model, group), part in per_query.dropna(subset=[value]).groupby(["model", "group"], sort=True):
+        ci = bootstrap_ci(part[value].to_numpy(float), groups=part["cell"].to_numpy(),
+                          clusters=part["item_id"].to_numpy(), n_bootstrap=n_boot, seed=seed)
+        rows.append({"model": model, "group": group, "estimate": ci["point"], "low": ci["low"], "high": ci["high"],
+                     "n_cells": int(part["cell"].nunique()), "n_queries": int(len(part))})
+    return pd.DataFrame(rows, columns=["model", "group", "estimate", "low", "high", "n_cells", "n_queries"])
+
+
+def gaps(per_query: pd.DataFrame, value: str, pairs: Sequence[tuple[str, str]], *, n_boot: int = 1000,
+         n_permutations: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Paired differences a - b of the macro mean per group: bootstrap interval and sign-flip p-value."""
+    from lib.stats import align, bootstrap_ci, paired_randomization_test
+
+    rows = []
+    frame = per_query.dropna(subset=[value])
+    for a, b in pairs:
+        for group in sorted(frame["group"].unique()):
+            pa = frame[(frame["model"] == a) & (frame["group"] == group)].set_index("query_id")
+            pb = frame[(frame["model"] == b) & (frame["group"] == group)].set_index("query_id")
+            if pa.empty or pb.empty:
+                continue
+            paired = align(pa[value], pb[value], (a, b))
+            cells, items = pa.loc[paired.index, "cell"].to_numpy(), pa.loc[paired.index, "item_id"].to_numpy()
+            diff = (paired["a"] - paired["b"]).to_numpy(float)
+            ci = bootstrap_ci(diff, groups=cells, clusters=items, n_bootstrap=n_boot, seed=seed)
+            test = paired_randomization_test(paired["a"], paired["b"], groups=cells, clusters=items,
+                                             n_permutations=n_permutations, seed=seed)
+            rows.append({"model_a": a, "model_b": b, "group": group, "estimate": ci["point"], "low": ci["low"],
+                         "high": ci["high"], "p_value": test["p_value"]})
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "group", "estimate", "low", "high", "p_value"])
+
+
+def mlqa_bootstrap_frame(profile: str, models: Iterable[str], metric: str = "ndcg_at_10") -> pd.DataFrame:
+    """MLQARetrieval per-query values as bootstrap input: groups same / cross / all, cell = subset."""
+    from lib import mteb_eval
+    from lib.evaluation import per_query_path
+
+    parts = []
+    for model in models:
+        pq = pd.read_parquet(per_query_path(profile, model, mteb_eval.DATASET))
+        pq = pq.assign(model=model, cell=pq["query_lang"] + "-" + pq["doc_lang"])
+        pq["item_id"] = pq["item_id"].where(pq["item_id"].astype(str) != "", pq["query_id"])
+        same = pq["query_lang"] == pq["doc_lang"]
+        parts += [pq[same].assign(group="same"), pq[~same].assign(group="cross"), pq.assign(group="all")]
+    return pd.concat(parts, ignore_index=True)[["model", "query_id", "item_id", "group", "cell", metric]]
+
+
+def lareqa_bootstrap_frame(profile: str, models: Iterable[str], dataset: str = "xquad_r",
+                           metric: str = "ap") -> pd.DataFrame:
+    """LAReQA per-query values (lib.evaluation) as bootstrap input: group = setting, cell = language pair."""
+    from lib.evaluation import load_per_query
+
+    parts = []
+    for model in models:
+        pq = load_per_query(profile, model, dataset)
+        parts.append(pq.assign(model=model, group=pq["setting"], cell=pq["query_lang"] + "-" + pq["doc_lang"],
+                               query_id=pq["query_id"].astype(str) + "|" + pq["doc_lang"]))
+    return pd.concat(parts, ignore_index=True)[["model", "query_id", "item_id", "group", "cell", metric]]
+
+
+# --------------------------------------------------------------------------
+# Tables, figures and the verdict for the notebook
+
+STRATEGY_ORDER = ("zero-shot", "mono", "cross", "hybrid")
+COLORS = {"zero-shot": "0.45", "mono": "tab:blue", "cross": "tab:orange", "hybrid": "tab:green"}
+
+
+def with_size(frame: pd.DataFrame, models: Sequence[SizedModel], scaling: pd.DataFrame,
+              key: str = "model") -> pd.DataFrame:
+    """Attach strategy, layers and non-embedding parameters of each model (by ``key`` column)."""
+    facts = plan_frame(models)[["model", "strategy", "layers", "backbone"]]
+    facts = facts.merge(scaling[["model", "non_embedding_params", "encode_texts_per_s"]], on="model", how="left")
+    out = frame.merge(facts.rename(columns={"model": key}), on=key, how="left")
+    return out.sort_values(["layers", key], kind="stable").reset_index(drop=True)
+
+
+def plot_vs_size(ax, table: pd.DataFrame, *, x: str = "non_embedding_params", y: str = "estimate",
+                 strategy_col: str = "strategy", label_col: str | None = None, title: str = "") -> None:
+    """One line per strategy of ``y`` (with low/high error bars when present) against ``x`` (log scale)."""
+    present = [s for s in STRATEGY_ORDER if s in set(table[strategy_col])]
+    for i, strategy in enumerate(present):
+        part = table[table[strategy_col] == strategy].sort_values(x)
+        err = None
+        if {"low", "high"} <= set(part.columns):
+            err = np.vstack([part[y] - part["low"], part["high"] - part[y]]).clip(min=0)
+        dodge = 1 + 0.015 * (i - (len(present) - 1) / 2)  # side by side, so overlapping intervals stay readable
+        ax.errorbar(part[x] * dodge, part[y], yerr=err, marker="o", capsize=3, label=label_col and part[label_col].iloc[0]
+                    or strategy, color=COLORS.get(strategy))
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters" if x == "non_embedding_params" else x)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def gap_pairs(models: Sequence[SizedModel], reference: str = "hybrid",
+              others: Sequence[str] = ("mono", "cross")) -> list[tuple[str, str]]:
+    """(hybrid model, other model) of the same size, for every size and other strategy present."""
+    by_size: dict[tuple[str, int], dict[str, str]] = {}
+    for m in models:
+        by_size.setdefault((m.backbone, m.layers), {})[m.strategy] = m.name
+    return [(names[reference], names[o]) for names in by_size.values() if reference in names
+            for o in others if o in names]
+
+
+def verdict_lines(estimates: pd.DataFrame, gap_table: pd.DataFrame, metric: str) -> list[str]:
+    """Plain-language findings computed from the interval and gap tables (with size columns attached).
+
+    ``estimates``: model, group, estimate, low, high, strategy, layers;
+    ``gap_table``: model_a, model_b, group, estimate, low, high, p_value,
+    strategy_b, layers.
+    """
+    lines = []
+    for group in sorted(gap_table["group"].unique()):
+        part = gap_table[gap_table["group"] == group].sort_values("layers")
+        for other in [s for s in ("mono", "cross") if s in set(part["strategy_b"])]:
+            g = part[part["strategy_b"] == other]
+            wins = int((g["low"] > 0).sum())
+            losses = int((g["high"] < 0).sum())
+            cells = ", ".join(f"{int(r.layers)}L {r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
+                              for r in g.itertuples())
+            trend = g["estimate"].iloc[-1] - g["estimate"].iloc[0] if len(g) > 1 else float("nan")
+            lines.append(f"{metric} {group}: hybrid - {other} = {cells}; hybrid clearly ahead at {wins} of {len(g)} "
+                         f"sizes, clearly behind at {losses}; gap change smallest -> largest {trend:+.3f}.")
+    for group in sorted(estimates["group"].unique()):
+        part = estimates[estimates["group"] == group]
+        largest = part[part["layers"] == part["layers"].max()]
+        best = largest.sort_values("estimate", ascending=False).iloc[0]
+        zero = largest[largest["strategy"] == ZERO_SHOT]
+        text = (f"{metric} {group} at {int(best.layers)} layers: best {best.strategy} {best.estimate:.3f} "
+                f"[{best.low:.3f}, {best.high:.3f}]")
+        if len(zero):
+            text += f"; zero-shot {zero['estimate'].iloc[0]:.3f}"
+        lines.append(text + ".")
+    return lines
+
+
+def attach_gap_sizes(gap_table: pd.DataFrame, models: Sequence[SizedModel], scaling: pd.DataFrame) -> pd.DataFrame:
+    """Gap rows with the size of the pair and the strategy of ``model_b`` (``strategy_b``)."""
+    out = with_size(gap_table, models, scaling, key="model_b")
+    return out.rename(columns={"strategy": "strategy_b"})
+
+
+def plot_groups(table: pd.DataFrame, groups: Sequence[str], ylabel: str, title: str, *, gaps: bool = False):
+    """One panel per group: estimates (or hybrid gaps when ``gaps``) against non-embedding parameters."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.3 * len(groups), 3.6), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        part = table[table["group"] == group]
+        if gaps:
+            part = part.assign(strategy=part["strategy_b"])
+            ax.axhline(0, color="0.3", lw=0.8)
+        plot_vs_size(ax, part, title=f"{title}: {group}")
+        if gaps:
+            handles, labels = ax.get_legend_handles_labels()
+            ax.legend(handles, [f"hybrid - {lab}" for lab in labels], fontsize=8)
+        ax.set_ylabel(ylabel)
+    if not gaps:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

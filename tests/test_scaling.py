@@ -1,0 +1,146 @@
+"""The size axis: parsing, layer bounds, model plan, parameter counts, hub errors, reuse, intervals."""
+from __future__ import annotations
+
+import json
+import socket
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import scaling as S
+from lib.errors import ConfigError, ModelError
+
+
+def test_parse_sizes_and_lists():
+    assert S.parse_sizes("3,6,12") == (3, 6, 12)
+    assert S.parse_sizes(" 6, 3 ") == (3, 6)
+    for bad in ("", "3,x", "0,3", "3,3"):
+        with pytest.raises(ConfigError):
+            S.parse_sizes(bad)
+    assert S.parse_list("mono, hybrid", "strategies", S.STRATEGIES) == ("mono", "hybrid")
+    with pytest.raises(ConfigError, match="hybird"):
+        S.parse_list("mono,hybird", "strategies", S.STRATEGIES)
+
+
+def test_layer_counts_outside_1_to_depth_are_config_errors():
+    S.check_sizes([1, 6, 12], 12)
+    for sizes in ([0, 3], [3, 13]):
+        with pytest.raises(ConfigError, match=r"1\.\.12"):
+            S.check_sizes(sizes, 12, "embedded")
+    with pytest.raises(ConfigError):
+        S.plan_models("t", "embedded", sizes=(1, 3), depth=2)
+
+
+def test_plan_maps_the_full_depth_to_untruncated_runs():
+    plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("mono", "hybrid"), alpha=0.5, seed=0, depth=2)
+    names = [m.name for m in plan]
+    assert names == ["zero-shot_L1", "mono_s0_L1", "hybrid_a0.5_s0_L1", "zero-shot", "mono_s0", "hybrid_a0.5_s0"]
+    full = [m for m in plan if m.layers == 2]
+    assert all(m.num_layers == 0 for m in full)  # notebook 03's runs (no _L suffix) are the 2-layer points
+    assert [m.num_layers for m in plan if m.layers == 1] == [1, 1, 1]
+    trained = [m for m in plan if m.trained]
+    assert all(m.run_dir.name == m.name and m.run_dir.parent.name == "models" for m in trained)
+    assert {m.alpha for m in trained if m.strategy == "mono"} == {1.0}
+
+
+def test_non_embedding_parameters_of_the_tiny_bert(tiny_encoder):
+    counts = S.count_parameters(tiny_encoder.model)
+    cfg = tiny_encoder.model.config
+    h, f, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    embedding = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * h
+    per_layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 2 * 2 * h  # attention, FFN, two LayerNorms
+    assert counts["embedding_params"] == embedding
+    assert counts["non_embedding_params"] == n * per_layer + 2 * h  # + the embeddings' LayerNorm
+    assert counts["total_params"] == sum(p.numel() for p in tiny_encoder.model.parameters())
+
+
+def test_encode_speed_is_positive_and_restores_threads(tiny_encoder):
+    import torch
+
+    before = torch.get_num_threads()
+    speed = S.encode_speed(tiny_encoder, ["a1 a2 a3"] * 20, batch_size=8, max_length=16, threads=1, repeats=1)
+    assert speed > 0 and torch.get_num_threads() == before
+    with pytest.raises(ConfigError):
+        S.encode_speed(tiny_encoder, [], threads=1)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Offline mode, and any socket connection fails loudly."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the test touched the network")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_unreachable_hub_backbone_blames_the_network_not_the_id(no_network):
+    with pytest.raises(ModelError) as info:
+        S.check_hub_backbone("hbt-test-owner/no-such-encoder-42")
+    message = str(info.value)
+    assert "HF_HUB_OFFLINE" in message and "network" in message and "could not be checked" in message
+    with pytest.raises(ModelError, match="network"):
+        S.backbone_depth("hbt-test-owner/no-such-encoder-42")
+
+
+def test_malformed_hub_id_blames_the_id(no_network):
+    for bad in ("intfloat//e5", "owner/name/extra", "-bad/x", "a b/c"):
+        with pytest.raises(ConfigError, match="the id is the problem"):
+            S.check_hub_backbone(bad)
+
+
+def test_finished_runs_are_reused_with_a_warning_when_settings_differ(tmp_path):
+    plan = S.plan_models("t", "embedded", sizes=(2,), strategies=("cross",), depth=2)
+    model = plan[1]
+    run_dir = tmp_path / model.name
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "train_config.json").write_text(json.dumps({"strategy": "cross", "steps": 6, "batch_size": 8,
+                                                           "lr": 3e-5, "temperature": 0.01, "warmup_steps": 2,
+                                                           "train_seconds": 12.5}))
+    model = S.SizedModel(model.name, model.strategy, model.layers, model.num_layers, model.backbone,
+                         model.alpha, model.seed, run_dir)
+    with pytest.warns(UserWarning, match="other settings"):
+        rows = S.train_models([plan[0], model], steps=4, batch_size=8, warmup_steps=2)
+    assert rows.to_dict("records") == [{"model": model.name, "train_seconds": 12.5, "steps": 6, "reused": True}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        S.train_models([model], steps=6, batch_size=8, warmup_steps=2)  # same settings: no warning
+
+
+def test_scaling_table_joins_size_and_training_facts():
+    plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("mono",), depth=2)
+    sizes = pd.DataFrame({"backbone": ["embedded"] * 2, "layers": [1, 2], "total_params": [10, 20],
+                          "non_embedding_params": [1, 2], "encode_texts_per_s": [200.0, 100.0]})
+    training = pd.DataFrame({"model": ["mono_s0_L1", "mono_s0"], "train_seconds": [3.0, 6.0], "steps": [4, 4],
+                             "reused": [False, True]})
+    table = S.scaling_table(plan, sizes, training)
+    assert list(table.columns) == S.SCALING_COLUMNS and len(table) == 4
+    row = table.set_index("model").loc["mono_s0"]
+    assert (row["layers"], row["non_embedding_params"], row["train_seconds"]) == (2, 2, 6.0)
+    assert np.isnan(table.set_index("model").loc["zero-shot_L1", "train_seconds"])
+
+
+def synthetic_per_query(shift: float = 0.1, n_items: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for item in range(n_items):
+        for cell in ("en-en", "en-de", "de-en"):
+            value = float(rng.uniform(0.3, 0.9))
+            group = "same" if cell == "en-en" else "cross"
+            for model, v in (("hybrid", value), ("mono", value - shift)):
+                rows.append({"model": model, "query_id": f"{cell}/{item}", "item_id": str(item), "group": group,
+                             "cell": cell, "ndcg_at_10": v})
+    return pd.DataFrame(rows)
+
+
+def test_intervals_and_paired_gaps():
+    frame = synthetic_per_query(0.1)
+    est = S.intervals(frame, "ndcg_at_10", n_boot=200).set_index(["model", "group"])
+    assert est.loc[("hybrid", "cross"), "low"] <= est.loc[("hybrid", "cross"), "estimate"] <= est.loc[("hybrid", "cross"), "high"]
+    assert est.loc[("hybrid", "cross"), "n_cells"] == 2
+    gap = S.gaps(frame, "ndcg_at_10", [("hybrid", "mono")], n_boot=200, n_permutations=500).set_index("group")
+    assert gap.loc["cross", "estimate"] == pytest.approx(0.1)
+    assert gap.loc["cross", "low"] == pytest.approx(0.1) and gap.loc["cross", "high"] == pytest.approx(0.1)
+    assert gap.loc["cross", "p_value"] < 0.01
