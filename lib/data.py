@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import itertools
 import json
 import os
 import urllib.request
@@ -326,12 +327,18 @@ def _lareqa_lang(name: str, lang: str, root: str):
 
 
 def _item_order(frames: dict[str, pd.DataFrame]) -> list[str]:
-    """Item ids in order of first appearance, English file first (the same order whatever ``langs``)."""
+    """Item ids taken from the languages in turn (English first, then by code).
+
+    Interleaving means the first N items cover every language even when items
+    exist in only some languages (MLQA-R), and the order is the same whatever
+    ``langs`` a caller selects.
+    """
     order = ["en"] + sorted(lang for lang in frames if lang != "en")
-    seen = {}
-    for lang in order:
-        if lang in frames:
-            for item in frames[lang].item_id:
+    columns = [list(dict.fromkeys(frames[lang].item_id)) for lang in order if lang in frames]
+    seen: dict[str, None] = {}
+    for row in itertools.zip_longest(*columns):
+        for item in row:
+            if item is not None:
                 seen.setdefault(item, None)
     return list(seen)
 
