@@ -1,0 +1,470 @@
+"""Contrastive fine-tuning of the shared-weight encoder with one batch strategy.
+
+``train(cfg, out_dir)`` trains with InfoNCE over in-batch negatives on the
+batches of :class:`lib.sampling.BatchSampler` and writes, into ``out_dir``:
+
+- ``model/``: the checkpoint with the lowest validation loss (``Encoder.save``);
+- ``last/``: the weights after the last step;
+- ``train_config.json``: every :class:`TrainConfig` field plus run facts
+  (written last: its presence marks a finished run);
+- ``train_log.csv``: ``step, loss, lr, pairs_per_s, val_loss`` (val_loss
+  empty where not evaluated; step 0 holds the untrained model's val loss);
+- ``batches.csv``: one row per pair, ``step, batch_kind, dataset, item_id,
+  query_lang, doc_lang``.
+
+Optimisation: AdamW (no weight decay on biases and LayerNorm weights),
+``transformers.get_linear_schedule_with_warmup`` (the first step runs at
+lr 0 under warm-up, as in the HF Trainer), bf16 autocast when enabled,
+embeddings and loss in float32. Validation: fixed, strategy- and
+seed-independent batches from the ``split == "val"`` rows
+(:func:`lib.sampling.validation_batches`), model in eval mode, every
+``eval_every`` steps and at the end; the untrained model's loss (step 0) is
+logged as a reference but never kept as ``model/``.
+
+Resuming: ``out_dir/checkpoint/`` (trainable weights, optimizer, scheduler,
+RNG states, step, best validation loss, log) is written every
+``checkpoint_every`` steps; rerunning the same config continues from it and
+ends with the weights of an uninterrupted run. Batches depend only on the
+seed, so they match. Under ``torchrun`` (``WORLD_SIZE > 1``) training is
+data-parallel: each rank embeds its slice of every global batch and the
+passage embeddings are gathered differentiably, so the negatives are the
+whole global batch and the gradients equal the single-process ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lib.errors import ConfigError
+from lib.paths import atomic_write
+from lib.sampling import BatchSampler, batches_frame, check_options, mono_share, validation_batches
+
+LOG_COLUMNS = ["step", "loss", "lr", "pairs_per_s", "val_loss"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a trained model (defaults: study.md section 5 pilot)."""
+
+    backbone: str = "embedded"  # "embedded", a model folder or a hub id
+    num_layers: int = 0  # keep the first k transformer layers (0 = all)
+    strategy: str = "hybrid"  # mono | cross | hybrid
+    alpha: float = 0.5  # share of mono batches (set to 1 for mono, 0 for cross)
+    seed: int = 0  # batches, dropout and initial RNG
+    steps: int = 120  # optimizer steps
+    batch_size: int = 32  # pairs per (global) batch
+    lr: float = 3e-5  # AdamW peak learning rate
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases / LayerNorm)
+    warmup_steps: int = 10  # linear warm-up, then linear decay to 0
+    temperature: float = 0.01  # InfoNCE temperature
+    max_query_length: int = 64  # tokens, prefix included
+    max_passage_length: int = 64  # tokens, prefix included
+    freeze_word_embeddings: bool = True  # keep the word-embedding matrix fixed
+    eval_every: int = 20  # validation loss every k steps (0 = only at the end)
+    val_pairs: int = 256  # cap on validation pairs (0 = all)
+    bf16: bool | str = "auto"  # bf16 autocast: True, False or "auto" (when the hardware supports it)
+    dataset_choice: str = "size"  # how each batch's dataset is drawn: size | uniform
+    max_items: int = 0  # items per dataset/language when loading pairs (0 = all)
+
+    def __post_init__(self):
+        for name in ("num_layers", "seed", "steps", "batch_size", "warmup_steps", "max_query_length",
+                     "max_passage_length", "eval_every", "val_pairs", "max_items"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ConfigError(f"TrainConfig.{name}={value!r}: use a non-negative integer")
+            setattr(self, name, int(value))
+        for name in ("alpha", "lr", "weight_decay", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+                raise ConfigError(f"TrainConfig.{name}={value!r}: use a number")
+            setattr(self, name, float(value))
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ConfigError(f"TrainConfig.backbone={self.backbone!r}: use 'embedded', a folder or a hub id")
+        if not isinstance(self.freeze_word_embeddings, bool):
+            raise ConfigError(f"TrainConfig.freeze_word_embeddings={self.freeze_word_embeddings!r}: use True/False")
+        if self.bf16 not in (True, False, "auto") or isinstance(self.bf16, (int, float)) \
+                and not isinstance(self.bf16, bool):
+            raise ConfigError(f"TrainConfig.bf16={self.bf16!r}: use True, False or 'auto'")
+        check_options(self.strategy, self.batch_size, self.alpha, self.seed, self.dataset_choice)
+        self.alpha = mono_share(self.strategy, self.alpha)
+        if self.steps < 1:
+            raise ConfigError(f"TrainConfig.steps={self.steps}: train for at least 1 step")
+        if self.warmup_steps > self.steps:
+            raise ConfigError(f"TrainConfig.warmup_steps={self.warmup_steps} exceeds steps={self.steps}")
+        if self.lr <= 0 or self.temperature <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"TrainConfig: lr={self.lr}, temperature={self.temperature} must be > 0 and "
+                              f"weight_decay={self.weight_decay} >= 0")
+        if min(self.max_query_length, self.max_passage_length) < 4:
+            raise ConfigError("TrainConfig.max_query_length / max_passage_length must be >= 4 tokens")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build a config, rejecting unknown keys (a typo must not silently train the defaults)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """Folder name of a run, e.g. ``hybrid_a0.5_s0`` or ``mono_s1_L6``."""
+    name = cfg.strategy + (f"_a{cfg.alpha:g}" if cfg.strategy == "hybrid" else "") + f"_s{cfg.seed}"
+    return name + (f"_L{cfg.num_layers}" if cfg.num_layers else "")
+
+
+def info_nce(q: torch.Tensor, p: torch.Tensor, temperature: float,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy of each query over all passages, scores ``q @ p.T / temperature``.
+
+    The positive of query i is passage ``labels[i]`` (default: i, the
+    diagonal); every other passage is a negative.
+    """
+    if q.ndim != 2 or p.ndim != 2 or q.shape[1] != p.shape[1]:
+        raise ConfigError(f"info_nce: q {tuple(q.shape)} and p {tuple(p.shape)} must be (n, d) and (m, d)")
+    if labels is None:
+        if p.shape[0] < q.shape[0]:
+            raise ConfigError(f"info_nce: {q.shape[0]} queries but only {p.shape[0]} passages")
+        labels = torch.arange(q.shape[0], device=q.device)
+    return F.cross_entropy(q @ p.T / temperature, labels)
+
+
+class DualEmbed(torch.nn.Module):
+    """One forward for queries and passages, so DistributedDataParallel sees one call per step."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.model = encoder.model
+        self.encoder = [encoder]  # a list keeps the encoder out of the module tree
+
+    def forward(self, queries: dict, passages: dict):
+        enc = self.encoder[0]
+        return enc.embed(queries), enc.embed(passages)
+
+
+# ---------------------------------------------------------------- run folder
+
+
+def _saved_config(path: Path) -> dict:
+    values = json.loads(path.read_text())
+    return {f.name: values.get(f.name) for f in dataclasses.fields(TrainConfig)}
+
+
+def _folder_state(cfg: TrainConfig, out_dir: Path) -> str:
+    """'finished', 'resume' or 'fresh'; ConfigError when out_dir holds another config."""
+    mine = cfg.to_dict()
+    for marker in (out_dir / "train_config.json", out_dir / "checkpoint" / "train_config.json"):
+        if marker.is_file() and _saved_config(marker) != mine:
+            theirs = _saved_config(marker)
+            diff = {k: (theirs[k], mine[k]) for k in mine if theirs[k] != mine[k]}
+            raise ConfigError(f"{out_dir} holds a run with another config (saved, requested): {diff}. "
+                              "Remove that folder or use another profile / output folder")
+    if (out_dir / "train_config.json").is_file() and (out_dir / "model").is_dir():
+        return "finished"
+    if (out_dir / "checkpoint" / "state.pt").is_file():
+        return "resume"
+    return "fresh"
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_write(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _write_json(values: dict, path: Path) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(values, indent=2) + "\n")
+
+
+# ------------------------------------------------------------- distributed
+
+
+def _dist_setup() -> tuple[int, int, bool]:
+    """(rank, world_size, owned): joins torchrun's process group when WORLD_SIZE > 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+def _device(world: int) -> torch.device:
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0)
+
+
+def _use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.bf16 != "auto":
+        return bool(cfg.bf16)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    from lib.encoder import bf16_supported
+    return bf16_supported()
+
+
+def _gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's ``x`` in rank order; the backward sums the gradients per rank."""
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():  # deprecated in favour of a private API; still correct
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x), 0)
+
+
+# ----------------------------------------------------------------- pieces
+
+
+def prepare_params(encoder, cfg: TrainConfig) -> list[dict]:
+    """Set requires_grad (word embeddings frozen or not); AdamW groups with/without decay."""
+    for p in encoder.model.parameters():
+        p.requires_grad_(True)
+    if cfg.freeze_word_embeddings:
+        encoder.model.get_input_embeddings().weight.requires_grad_(False)
+    trainable = [p for p in encoder.model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def _texts(pairs: pd.DataFrame, rows, column: str) -> list[str]:
+    return pairs[column].iloc[list(rows)].astype(str).tolist()
+
+
+@torch.no_grad()
+def validation_loss(encoder, pairs: pd.DataFrame, batches: list[tuple[int, ...]], cfg: TrainConfig,
+                    bf16: bool, device: torch.device) -> float:
+    """Mean InfoNCE per pair over fixed validation batches, model in eval mode (no dropout)."""
+    was_training = encoder.model.training
+    encoder.model.eval()
+    total, count = 0.0, 0
+    try:
+        for rows in batches:
+            q = {k: v.to(device) for k, v in encoder.tokenize(_texts(pairs, rows, "query"), "query",
+                                                               cfg.max_query_length).items()}
+            p = {k: v.to(device) for k, v in encoder.tokenize(_texts(pairs, rows, "passage"), "passage",
+                                                               cfg.max_passage_length).items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                qe, pe = encoder.embed(q), encoder.embed(p)
+            total += float(info_nce(qe.float(), pe.float(), cfg.temperature)) * len(rows)
+            count += len(rows)
+    finally:
+        encoder.model.train(was_training)
+    return total / count if count else float("nan")
+
+
+def train_step(module, encoder, queries: list[str], passages: list[str], cfg: TrainConfig, optimizer,
+               bf16: bool, device: torch.device) -> torch.Tensor:
+    """One optimizer step on a (local slice of a) batch; returns the local loss.
+
+    ``module`` is a :class:`DualEmbed` (or its DistributedDataParallel
+    wrapper); under a process group the passage embeddings of all ranks are
+    the negatives of every local query.
+    """
+    q = {k: v.to(device) for k, v in encoder.tokenize(queries, "query", cfg.max_query_length).items()}
+    p = {k: v.to(device) for k, v in encoder.tokenize(passages, "passage", cfg.max_passage_length).items()}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        qe, pe = module(q, p)
+    qe, pe = qe.float(), pe.float()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        labels = torch.arange(len(qe), device=device) + dist.get_rank() * len(qe)
+        loss = info_nce(qe, _gather(pe), cfg.temperature, labels)
+    else:
+        loss = info_nce(qe, pe, cfg.temperature)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_checkpoint(out_dir: Path, cfg: TrainConfig, encoder, optimizer, scheduler, state: dict,
+                     rng_states: list[dict]) -> None:
+    trainable = {n: p.detach().cpu() for n, p in encoder.model.named_parameters() if p.requires_grad}
+    with atomic_write(out_dir / "checkpoint") as tmp:
+        tmp.mkdir()
+        torch.save({**state, "model": trainable, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": rng_states}, tmp / "state.pt")
+        (tmp / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def _load_checkpoint(out_dir: Path, encoder, optimizer, scheduler, rank: int) -> dict:
+    ckpt = torch.load(out_dir / "checkpoint" / "state.pt", map_location="cpu", weights_only=False)
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if len(ckpt["rng"]) != world:
+        raise ConfigError(f"{out_dir / 'checkpoint'} was written by {len(ckpt['rng'])} process(es), this run has "
+                          f"{world}: resume with the same number of processes or remove the checkpoint folder")
+    params = dict(encoder.model.named_parameters())
+    with torch.no_grad():
+        for name, value in ckpt["model"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    _set_rng_state(ckpt["rng"][rank])
+    return ckpt
+
+
+# ------------------------------------------------------------------- train
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, pairs: pd.DataFrame | None = None, encoder=None,
+          progress: bool = True, checkpoint_every: int = 50,
+          callback: Callable[[int, dict], None] | None = None) -> Path:
+    """Train one model into ``out_dir`` (see the module docstring) and return ``out_dir``.
+
+    ``pairs`` defaults to ``lib.data.load_training_pairs(cfg.max_items)``;
+    ``encoder`` to ``lib.encoder.load_encoder(cfg.backbone, cfg.num_layers)``
+    (a given encoder is trained in place). ``checkpoint_every`` (0 = never)
+    sets how often a resumable checkpoint is written; ``callback(step,
+    log_row)`` runs after every step. A finished run with the same config
+    is reused without training.
+    """
+    out_dir = Path(out_dir)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every={checkpoint_every!r}: use a non-negative integer (0 = never)")
+    state = _folder_state(cfg, out_dir)
+    if state == "finished":
+        print(f"reusing the finished run in {out_dir} (same config); remove the folder to retrain")
+        return out_dir
+    rank, world, owned = _dist_setup()
+    result = _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, state, rank, world)
+    if owned:  # not after an error: the other ranks may be stuck in a collective; exiting ends the group
+        dist.destroy_process_group()
+    return result
+
+
+def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, state, rank, world) -> Path:
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size={cfg.batch_size} is the global batch: it must divide by the "
+                          f"{world} processes (WORLD_SIZE); pick a multiple of {world}")
+    if pairs is None:
+        from lib.data import load_training_pairs
+        pairs = load_training_pairs(max_items=cfg.max_items)
+    pairs = pairs.reset_index(drop=True)
+    sampler = BatchSampler(pairs, cfg.strategy, cfg.batch_size, cfg.alpha, cfg.seed, cfg.dataset_choice)
+    batches = sampler.batches(cfg.steps)
+    val = validation_batches(pairs, cfg.batch_size, cfg.val_pairs)
+    if encoder is None:
+        from lib.encoder import load_encoder
+        encoder = load_encoder(cfg.backbone, cfg.num_layers)
+    device = _device(world)
+    bf16 = _use_bf16(cfg, device)
+    from transformers import get_linear_schedule_with_warmup, set_seed
+    set_seed(cfg.seed + rank)
+    encoder.model.to(device)
+    optimizer = torch.optim.AdamW(prepare_params(encoder, cfg), lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    run = {"step": 0, "best_val": float("inf"), "best_step": -1, "log": [], "train_seconds": 0.0}
+    if state == "resume":
+        ckpt = _load_checkpoint(out_dir, encoder, optimizer, scheduler, rank)
+        run = {k: ckpt[k] for k in run}
+        if rank == 0:
+            print(f"resuming {out_dir} from step {run['step']}")
+    module = DualEmbed(encoder)
+    if world > 1:
+        module = torch.nn.parallel.DistributedDataParallel(module)
+    n_local = cfg.batch_size // world
+    main = rank == 0
+
+    def evaluate(step: int) -> float | None:
+        """Validation loss; from step 1 on, a new lowest one saves model/ (step 0 is a reference)."""
+        if not (main and val):
+            return None
+        loss = validation_loss(encoder, pairs, val, cfg, bf16, device)
+        if step > 0 and loss < run["best_val"]:
+            run["best_val"], run["best_step"] = loss, step
+            encoder.save(out_dir / "model")
+        return loss
+
+    if run["step"] == 0 and not run["log"]:
+        run["log"].append({"step": 0, "loss": None, "lr": 0.0, "pairs_per_s": None, "val_loss": evaluate(0)})
+    encoder.model.train()
+    bar = tqdm(total=cfg.steps, initial=run["step"], disable=not (progress and main), desc=run_name(cfg),
+               unit="step")
+    for step in range(run["step"] + 1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        rows = batches[step - 1].indices[rank * n_local:(rank + 1) * n_local]
+        lr = scheduler.get_last_lr()[0]
+        loss = train_step(module, encoder, _texts(pairs, rows, "query"), _texts(pairs, rows, "passage"),
+                          cfg, optimizer, bf16, device)
+        scheduler.step()
+        shown = loss.detach()
+        if world > 1:
+            dist.all_reduce(shown)
+            shown = shown / world
+        seconds = time.perf_counter() - t0
+        run["train_seconds"] += seconds
+        row = {"step": step, "loss": float(shown), "lr": lr, "pairs_per_s": cfg.batch_size / seconds,
+               "val_loss": None}
+        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+            row["val_loss"] = evaluate(step)
+        run["log"].append(row)
+        run["step"] = step
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", pairs_per_s=f"{row['pairs_per_s']:.1f}")
+        if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
+            rng = [_rng_state()]
+            if world > 1:
+                rng = [None] * world
+                dist.all_gather_object(rng, _rng_state())
+            if main:
+                _save_checkpoint(out_dir, cfg, encoder, optimizer, scheduler, run, rng)
+        if callback is not None:
+            callback(step, row)
+    bar.close()
+    encoder.model.eval()
+    if main:
+        _finish(cfg, out_dir, pairs, batches, encoder, run, bf16, world, device, bool(val), sampler.skipped)
+    if world > 1:
+        dist.barrier()
+    encoder.model.to("cpu")
+    return out_dir
+
+
+def _finish(cfg, out_dir, pairs, batches, encoder, run, bf16, world, device, has_val, skipped) -> None:
+    """Write last/, model/ (if no validation), logs, batches and, last, train_config.json."""
+    encoder.save(out_dir / "last")
+    if not has_val:
+        print("no validation pairs (split == 'val'): model/ is the last checkpoint")
+        encoder.save(out_dir / "model")
+    _write_csv(pd.DataFrame(run["log"], columns=LOG_COLUMNS), out_dir / "train_log.csv")
+    _write_csv(batches_frame(pairs, batches), out_dir / "batches.csv")
+    facts = {"run_name": run_name(cfg), "bf16_used": bf16, "world_size": world, "device": str(device),
+             "best_step": run["best_step"], "best_val_loss": run["best_val"] if has_val else None,
+             "train_seconds": round(run["train_seconds"], 2),
+             "train_pairs": int((pairs["split"] == "train").sum()) if "split" in pairs else len(pairs),
+             "skipped_pools": skipped, "torch": torch.__version__}
+    _write_json({**cfg.to_dict(), **facts}, out_dir / "train_config.json")
+    shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
