@@ -50,12 +50,15 @@ setup() {
   py=$(command -v python3.11 || command -v python3)
   echo "== set-up: creating .venv with $($py --version) and installing requirements.txt"
   [[ -x .venv/bin/python ]] || "$py" -m venv .venv
-  "$PY" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  "$PY" -m pip install -q -r requirements.txt 2>&1 | grep -v "is ignored" || true
-  "$PY" -m pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | grep -v "is ignored" || true
-  "$PY" -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
+  local log=.venv/setup.log
+  echo "   (pip output: $log)"
+  { "$PY" -m pip install --upgrade pip \
+      && "$PY" -m pip install -r requirements.txt \
+      && "$PY" -m pip install --no-deps -r requirements-nodeps.txt \
+      && "$PY" -m pip install --no-deps -e . ; } > "$log" 2>&1 \
+    || { grep -v "is ignored" "$log" | tail -30 >&2; echo "set-up failed: pip could not install the requirements (full log: $log)" >&2; exit 1; }
   "$PY" -c "import torch, transformers, papermill, faiss, ranx, lib" \
-    || { echo "set-up failed: the environment does not import; see the pip output above" >&2; exit 1; }
+    || { echo "set-up failed: the environment does not import (pip log: $log)" >&2; exit 1; }
   echo "$stamp_src" > .venv/.hbt-setup
 }
 
