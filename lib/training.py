@@ -373,7 +373,10 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
         from lib.data import load_training_pairs
         pairs = load_training_pairs(max_items=cfg.max_items)
     pairs = pairs.reset_index(drop=True)
-    sampler = BatchSampler(pairs, cfg.strategy, cfg.batch_size, cfg.alpha, cfg.seed, cfg.dataset_choice)
+    # On the full data a language pool smaller than one batch is a configuration error; on a
+    # deliberate subsample (max_items > 0, e.g. the smoke profile) such pools are skipped with a warning.
+    sampler = BatchSampler(pairs, cfg.strategy, cfg.batch_size, cfg.alpha, cfg.seed, cfg.dataset_choice,
+                           small_pools="skip" if cfg.max_items else "error")
     batches = sampler.batches(cfg.steps)
     val = validation_batches(pairs, cfg.batch_size, cfg.val_pairs)
     if encoder is None:

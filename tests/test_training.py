@@ -189,3 +189,11 @@ def test_train_without_validation_split(tmp_path, pairs):
     out = train(tiny_cfg(steps=2, strategy="cross"), tmp_path / "run", pairs=pairs.drop(columns="split"),
                 encoder=build_tiny_encoder(0), progress=False)
     assert (out / "model").is_dir() and pd.read_csv(out / "train_log.csv")["val_loss"].isna().all()
+
+
+def test_batch_larger_than_a_language_pool_stops_training(tmp_path, pairs):
+    """On the full data (max_items 0) a pool smaller than one batch is an error naming it."""
+    smallest = pairs[pairs["query_lang"] == pairs["doc_lang"]].groupby(["dataset", "query_lang"]).size().min()
+    with pytest.raises(ConfigError, match=r"batch_size=\d+ is larger than the mono pool of dataset"):
+        train(tiny_cfg(strategy="mono", batch_size=int(smallest) + 1), tmp_path / "run", pairs=pairs,
+              encoder=build_tiny_encoder(), progress=False)
