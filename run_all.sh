@@ -14,6 +14,7 @@ Usage: ./run_all.sh [PROFILE | test | setup | --help] [runner options]
   ./run_all.sh PATH.yaml    any profile file
   ./run_all.sh test         set up, then run every test: pytest (tests/) plus nbval
                             (lax) over every notebook on the smoke profile
+                            (rebuilds results/smoke from scratch)
   ./run_all.sh setup        only create / update the environment
   ./run_all.sh --help       this text
 
@@ -69,7 +70,7 @@ case "$cmd" in
   setup) setup ;;
   test)
     setup
-    rm -rf build/nbval
+    rm -rf build/nbval results/smoke   # the notebooks under test rebuild the smoke results from scratch
     "$PY" -m lib.runner smoke --prepare build/nbval >/dev/null
     exec "$PY" -m pytest tests build/nbval --nbval-lax -p no:cacheprovider "$@"
     ;;
