@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lib import efficiency as eff  # noqa: E402
+from lib import efficiency_report as report  # noqa: E402
 from lib.errors import ConfigError  # noqa: E402
 from lib.paths import atomic_write, results_dir  # noqa: E402
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows = eff.sweep(queries, docs, [str(i) for i in range(len(queries))], [str(i) for i in range(len(docs))],
                      pd.DataFrame(columns=["qid", "doc_id"]), specs, metrics=(), n_latency=args.n_latency,
                      repeats=args.repeats, progress=True)
-    table = eff.points(rows.assign(model="bench", strategy="", dataset="bench"), "bench")[COLUMNS]
+    table = report.points(rows.assign(model="bench", strategy="", dataset="bench"), "bench")[COLUMNS]
     with pd.option_context("display.width", 200, "display.max_rows", 200, "display.precision", 4):
         print(table.to_string(index=False))
     print(f"total {time.perf_counter() - start:.1f} s")

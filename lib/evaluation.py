@@ -54,7 +54,7 @@ import pandas as pd
 
 from lib import metrics as M
 from lib.errors import ConfigError, DataError, ModelError, StudyError
-from lib.paths import atomic_write, results_dir
+from lib.paths import atomic_write, results_dir, upsert_csv
 from lib.retrieval import (_sha, block_ranks, encode_cached, encoder_fingerprint, folder_fingerprint,
                            resolve_encoder, texts_fingerprint)
 
@@ -375,13 +375,8 @@ def upsert_metrics(profile: str, rows: pd.DataFrame) -> Path:
         raise ConfigError(f"upsert_metrics: rows lack column(s) {missing}; columns are {METRIC_COLUMNS}")
     rows = rows.assign(profile=profile)[METRIC_COLUMNS]
     path = metrics_path(profile)
-    old = load_metrics(profile) if path.is_file() else pd.DataFrame(columns=METRIC_COLUMNS)
-    replaced = old.set_index(["model", "dataset"]).index.isin(rows.set_index(["model", "dataset"]).index)
-    parts = [f for f in (old[~replaced], rows) if len(f)]
-    merged = pd.concat(parts, ignore_index=True) if parts else rows
-    merged = merged.sort_values(["model", "dataset", "setting", "metric", "query_lang", "doc_lang"], kind="stable")
-    with atomic_write(path) as tmp:
-        merged.to_csv(tmp, index=False)
+    upsert_csv(path, rows, keys=["model", "dataset"], old=load_metrics(profile) if path.is_file() else None,
+               sort_by=["model", "dataset", "setting", "metric", "query_lang", "doc_lang"])
     return path
 
 

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from lib.errors import ConfigError, ModelError
-from lib.paths import atomic_write, results_dir
+from lib.paths import results_dir, upsert_csv
+from lib.timing import encode_pass, torch_threads, warm_up
 
 DEFAULT_SIZES = (3, 6, 12)
 STRATEGIES = ("mono", "cross", "hybrid")
@@ -309,22 +309,13 @@ def encode_speed(encoder, texts: Sequence[str], *, role: str = "passage", batch_
                  max_length: int = 256, threads: int = 2, repeats: int = 2) -> float:
     """Texts per second encoding ``texts`` (best of ``repeats`` passes after a warm-up batch) with
     torch limited to ``threads`` intra-op threads."""
-    import torch
-
     texts = list(texts)
-    if not texts or repeats < 1 or threads < 1:
-        raise ConfigError(f"encode_speed: needs texts (got {len(texts)}), repeats >= 1 and threads >= 1")
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        encoder.encode(texts[:batch_size], role, batch_size=batch_size, max_length=max_length, progress=False)
-        best = math.inf
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            encoder.encode(texts, role, batch_size=batch_size, max_length=max_length, progress=False)
-            best = min(best, time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(old)
+    if not texts or repeats < 1:
+        raise ConfigError(f"encode_speed: needs texts (got {len(texts)}) and repeats >= 1 (got {repeats})")
+    kw = dict(batch_size=batch_size, max_length=max_length)
+    with torch_threads(threads):
+        warm_up(encoder, texts[:batch_size], role, **kw)
+        best = min(encode_pass(encoder, texts, role, **kw)[1] for _ in range(repeats))
     return len(texts) / best
 
 
@@ -371,11 +362,7 @@ def scaling_path(profile: str) -> Path:
 def write_scaling(table: pd.DataFrame, profile: str) -> Path:
     """Write ``results/<profile>/scaling.csv``, replacing rows of the same models (atomic)."""
     path = scaling_path(profile)
-    if path.is_file():
-        old = pd.read_csv(path)
-        table = pd.concat([old[~old["model"].isin(table["model"])], table], ignore_index=True)
-    with atomic_write(path) as tmp:
-        table.sort_values(["backbone", "layers", "strategy"], kind="stable").to_csv(tmp, index=False)
+    upsert_csv(path, table, keys=["model"], sort_by=["backbone", "layers", "strategy"])
     return path
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lib import efficiency as eff
+from lib import efficiency_report as report
 from lib.errors import ConfigError
 
 DIM = 32
@@ -67,7 +68,7 @@ def test_sweep_rows_quality_and_columns(clustered):
     assert list(rows.columns) == ["index", "param", "value_name", "value"]
     tagged = eff.tag_rows(rows, "m", "hybrid", "synthetic")
     assert list(tagged.columns) == eff.COLUMNS
-    points = eff.wide(tagged)
+    points = report.wide(tagged)
     assert set(points["index"]) == {"exact", "ivf", "hnsw", "pq", "sq", "trunc"}
     needed = {eff.OVERLAP, *eff.DUREADER_METRICS, "latency_ms_p50", "latency_ms_p95", "batch_qps_p50",
               "index_bytes", "bytes_per_vector", "build_s"}
@@ -182,7 +183,7 @@ def test_write_rows_upserts_by_model_and_dataset(tmp_path):
 
 def test_pareto_front_keeps_undominated_points():
     pts = pd.DataFrame({"cost": [1, 2, 3, 4, 5], "q": [0.5, 0.4, 0.8, 0.8, 0.9]})
-    assert eff.pareto_front(pts, "cost", "q")["cost"].tolist() == [1, 3, 5]
+    assert report.pareto_front(pts, "cost", "q")["cost"].tolist() == [1, 3, 5]
 
 
 def test_find_models_picks_seed0_per_strategy(tmp_path, monkeypatch):
@@ -248,19 +249,19 @@ def test_tables_figures_and_conclusion_compare_strategies(clustered):
         parts += [eff.tag_rows(pd.concat([enc, sweep]), model, strategy, "dureader_demo"),
                   eff.tag_rows(pd.concat([sweep, clus]), model, strategy, "xquad_r")]
     rows = pd.concat(parts, ignore_index=True)
-    knobs = eff.knob_table(rows, "dureader_demo")
+    knobs = report.knob_table(rows, "dureader_demo")
     assert list(knobs.columns) == ["mono_s0", "hybrid_a0.5_s0"]
     assert [p for p in knobs.loc["ivf"].index] == [f"nlist={eff.ivf_nlist(600)},nprobe=1",
                                                     f"nlist={eff.ivf_nlist(600)},nprobe=8"]  # numeric order
-    diffs = eff.difference_table(rows, ["dureader_demo"])
+    diffs = report.difference_table(rows, ["dureader_demo"])
     assert diffs.loc[0, "pair"] == "hybrid - mono" and diffs.loc[0, "points"] == 3
-    assert eff.clustering_table(rows).loc["mono_s0", "silhouette"] > 0.5
-    text = eff.conclusion(rows, "dureader_demo")
+    assert report.clustering_table(rows).loc["mono_s0", "silhouette"] > 0.5
+    text = report.conclusion(rows, "dureader_demo")
     assert "hybrid - mono on dureader_demo" in text and f"{diffs.loc[0, 'mean diff']:+.3f}" in text
     assert "identical counts" in text and "Language clustering" in text
-    for fig in (eff.figure_encoding(rows), eff.figure_clustering(rows),
-                eff.figure_fronts(rows, [("dureader_demo", "latency_ms_p50", eff.OVERLAP)]),
-                eff.figure_knobs(rows, ["dureader_demo", "xquad_r"])):
+    for fig in (report.figure_encoding(rows), report.figure_clustering(rows),
+                report.figure_fronts(rows, [("dureader_demo", "latency_ms_p50", eff.OVERLAP)]),
+                report.figure_knobs(rows, ["dureader_demo", "xquad_r"])):
         assert fig.axes
         matplotlib.pyplot.close(fig)
 
