@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from lib.errors import ConfigError, ModelError
-from lib.paths import results_dir, upsert_csv
+from lib.paths import atomic_write, results_dir, upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
 
 DEFAULT_SIZES = (3, 6, 12)
@@ -364,6 +364,19 @@ def write_scaling(table: pd.DataFrame, profile: str) -> Path:
     path = scaling_path(profile)
     upsert_csv(path, table, keys=["model"], sort_by=["backbone", "layers", "strategy"])
     return path
+
+
+def write_summaries(profile: str, **tables: pd.DataFrame) -> list[Path]:
+    """Write each non-empty table as ``results/<profile>/07_<name>.csv`` (atomic); return the paths."""
+    out = []
+    for name, frame in tables.items():
+        if frame is None or frame.empty:
+            continue
+        path = results_dir(profile) / f"07_{name}.csv"
+        with atomic_write(path) as tmp:
+            frame.to_csv(tmp, index=False)
+        out.append(path)
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""lib.paths: atomic writes and the CSV upsert every results table uses."""
+"""lib.paths.upsert_csv: the CSV upsert every results table uses (atomic_write: test_config.py)."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 from lib.errors import ConfigError
-from lib.paths import atomic_write, upsert_csv
+from lib.paths import upsert_csv
 
 
 def _table(model: str, dataset: str, value: float) -> pd.DataFrame:
@@ -33,13 +33,3 @@ def test_upsert_rejects_a_file_with_other_columns_and_leaves_it(tmp_path):
         upsert_csv(path, _table("m1", "d", 1.0), keys=["model"])
     assert path.read_text() == "model,other\nm1,1\n"
 
-
-def test_an_interrupted_write_leaves_the_old_file(tmp_path):
-    path = tmp_path / "t.csv"
-    path.write_text("old\n")
-    with pytest.raises(RuntimeError):
-        with atomic_write(path) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("interrupted")
-    assert path.read_text() == "old\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]

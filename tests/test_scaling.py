@@ -144,3 +144,12 @@ def test_intervals_and_paired_gaps():
     assert gap.loc["cross", "estimate"] == pytest.approx(0.1)
     assert gap.loc["cross", "low"] == pytest.approx(0.1) and gap.loc["cross", "high"] == pytest.approx(0.1)
     assert gap.loc["cross", "p_value"] < 0.01
+
+
+def test_write_summaries_writes_non_empty_tables_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "results_dir", lambda profile: tmp_path / profile)
+    paths = S.write_summaries("p", mlqa_gaps=pd.DataFrame({"layers": [3], "estimate": [0.01]}),
+                              xquad_gaps=pd.DataFrame())
+    assert [p.name for p in paths] == ["07_mlqa_gaps.csv"]
+    assert pd.read_csv(paths[0]).to_dict("list") == {"layers": [3], "estimate": [0.01]}
+    assert not (tmp_path / "p" / "07_xquad_gaps.csv").exists()
