@@ -327,7 +327,8 @@ def sweep_models(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], qids: Seq
                  doc_ids: Sequence[str], qrels: pd.DataFrame, specs: Sequence[IndexSpec], *,
                  metrics: Sequence[str] = DUREADER_METRICS, k: int = 50, k_latency: int = 10,
                  n_latency: int = 100, n_batch: int = 1000, repeats: int = 3, warmup: int = 5, seed: int = 0,
-                 progress: bool | None = None) -> pd.DataFrame:
+                 encoders: dict[str, object] | None = None, query_texts: Sequence[str] = (), n_e2e: int = 0,
+                 query_max_length: int = 128, progress: bool | None = None) -> pd.DataFrame:
     """Quality and cost of every point of ``specs`` for every model: rows ``model, index, param,
     value_name, value``.
 
@@ -338,6 +339,12 @@ def sweep_models(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], qids: Seq
     throughput are timed at depth ``k_latency``, single-query latency on
     ``n_latency`` sampled queries, batched throughput on ``n_batch`` sampled
     queries searched in one call; the models are timed interleaved.
+
+    With ``encoders`` (model name -> Encoder, every model of ``embeddings``),
+    ``query_texts`` (aligned with ``qids``) and ``n_e2e > 0``, every point
+    also gets ``end_to_end_ms_p5/p50/p95``: one question encoded, truncated
+    where the point truncates, and searched, over ``n_e2e`` of the latency
+    questions, questions in turn and models interleaved.
     """
     embeddings = {m: _check_inputs(q, d, qids, doc_ids) for m, (q, d) in embeddings.items()}
     dim = next(iter(embeddings.values()))[1].shape[1]
@@ -353,6 +360,7 @@ def sweep_models(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], qids: Seq
     rng = np.random.default_rng(seed)
     lat = np.sort(rng.choice(n_queries, size=min(n_latency, n_queries), replace=False))
     batch = np.sort(rng.choice(n_queries, size=min(n_batch, n_queries), replace=False))
+    e2e = _e2e_plan(embeddings, encoders, query_texts, n_e2e, lat)
     rows = []
     total = sum(len(s.params()) for s in specs)
     with tqdm(total=total, desc="index sweep", disable=not (total > 10 if progress is None else progress)) as bar:
@@ -375,12 +383,53 @@ def sweep_models(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], qids: Seq
                         values[m].update(labelled_metrics(ids, scores, qids, doc_ids, qrels, metrics))
                 single = time_single({m: (i, q[lat]) for m, (i, q, _) in built.items()}, k_latency, repeats, warmup)
                 batched = time_batch({m: (i, q[batch]) for m, (i, q, _) in built.items()}, k_latency, repeats)
+                if e2e is not None:
+                    ends = time_end_to_end({m: (encoders[m], i) for m, (i, _, _) in built.items()}, e2e,
+                                           dim=spec.dim, k=k_latency, max_length=query_max_length)
+                    for m in built:
+                        values[m].update(spread(ends[m], "end_to_end_ms", 1e3))
                 for m in built:
                     values[m].update(spread(single[m], "latency_ms", 1e3))
                     values[m].update(spread(len(batch) / batched[m], "batch_qps"))
                     rows += [(m, spec.family, param, name, float(v)) for name, v in values[m].items()]
                 bar.update(1)
     return _frame(rows, model=True)
+
+
+def _e2e_plan(embeddings: dict, encoders: dict | None, query_texts: Sequence[str], n_e2e: int,
+              lat: np.ndarray) -> list[str] | None:
+    """The questions timed end to end at every point (the first ``n_e2e`` latency questions), or None."""
+    if not n_e2e:
+        return None
+    missing = sorted(set(embeddings) - set(encoders or {}))
+    if missing:
+        raise ConfigError(f"n_e2e={n_e2e}: end-to-end timing needs an encoder for every model; missing {missing}")
+    if len(query_texts) != len(next(iter(embeddings.values()))[0]):
+        raise ConfigError(f"n_e2e={n_e2e}: query_texts has {len(query_texts)} texts for "
+                          f"{len(next(iter(embeddings.values()))[0])} query rows; they must be aligned")
+    return [str(query_texts[i]) for i in lat[:n_e2e]]
+
+
+def time_end_to_end(targets: dict[str, tuple[object, faiss.Index]], texts: Sequence[str], *, dim: int = 0,
+                    k: int = 10, max_length: int = 128, warmup: int = 2) -> dict[str, np.ndarray]:
+    """Seconds per question for each ``name -> (encoder, index)``: encode one question (truncated to
+    ``dim`` when set), then search; questions in turn, models interleaved, after ``warmup`` untimed ones."""
+    kw = dict(batch_size=1, max_length=max_length, progress=False)
+
+    def once(enc, index, text):
+        vec = enc.encode([text], "query", **kw)
+        index.search(truncate(vec, dim) if dim else vec, min(k, index.ntotal))
+
+    for enc, index in targets.values():
+        for text in texts[:warmup]:
+            once(enc, index, text)
+    out = {m: np.empty(len(texts)) for m in targets}
+    for i, text in enumerate(texts):
+        for m, (enc, index) in targets.items():
+            t0 = time.perf_counter()
+            once(enc, index, text)
+            out[m][i] = time.perf_counter() - t0
+    return out
 
 
 def sweep(queries: np.ndarray, docs: np.ndarray, qids: Sequence[str], doc_ids: Sequence[str],
@@ -398,8 +447,9 @@ def encoding_costs(encoders: dict[str, object], texts: Sequence[str], *, role: s
                    max_length: int = 256, batch_size: int = 32, repeats: int = 3,
                    precisions: Sequence[str] | None = None) -> pd.DataFrame:
     """Encode ``texts`` with every encoder, ``repeats`` times per precision, models interleaved in each
-    repeat (after one untimed warm-up pass per precision: the models share their architecture, so the
-    kernels it prepares serve all); rows ``model, index="encoder", param, value_name, value``.
+    repeat and the order rotated from repeat to repeat (after one untimed warm-up pass per precision: the
+    models share their architecture, so the kernels it prepares serve all); rows ``model,
+    index="encoder", param, value_name, value``.
 
     Values: ``texts_per_s`` (median, p5, p95 over repeats), ``tokens_per_s``,
     ``peak_rss_mib`` (highest peak memory above the start of a pass),
@@ -417,9 +467,10 @@ def encoding_costs(encoders: dict[str, object], texts: Sequence[str], *, role: s
             warm_up(next(iter(encoders.values())), texts, role, **kw)  # kernels for these shapes
             embs, times = {}, {m: [] for m in encoders}
             peaks = dict.fromkeys(encoders, 0.0)
-            for _ in range(repeats):
-                for m, enc in encoders.items():
-                    embs[m], seconds, mib = encode_pass(enc, texts, role, memory=True, **kw)
+            names = list(encoders)
+            for r in range(repeats):
+                for m in names[r % len(names):] + names[:r % len(names)]:  # each repeat starts with another model
+                    embs[m], seconds, mib = encode_pass(encoders[m], texts, role, memory=True, **kw)
                     times[m].append(seconds)
                     peaks[m] = max(peaks[m], mib)
         for m, enc in encoders.items():
@@ -650,8 +701,8 @@ def _tag(frame: pd.DataFrame, strategies: dict[str, str], dataset: str) -> pd.Da
 
 def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | os.PathLike, *, profile: str,
                 cost_texts: Sequence[str], threads: int = 2, repeats: int = 3, n_latency: int = 100,
-                n_batch: int = 1000, n_e2e: int = 30, cost_batch_size: int = 32, seed: int = 0,
-                specs_kwargs: dict | None = None) -> pd.DataFrame:
+                n_batch: int = 1000, n_e2e: int = 30, n_e2e_points: int = 20, cost_batch_size: int = 32,
+                seed: int = 0, specs_kwargs: dict | None = None) -> pd.DataFrame:
     """Every measurement of every model (``lib.evaluation.ModelSpec``), in one process with the models
     interleaved in every timing; returns the rows (:data:`COLUMNS`) and upserts them into ``out_csv``.
 
@@ -659,7 +710,8 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
     with the first workload's dataset); per workload: embeddings (through
     the cache), the index sweep, the language clustering of the docs where
     asked; end-to-end latency of the exact index on ``n_e2e`` questions of
-    the first workload; facts (threads, sizes, and seconds: per model for
+    the first workload (encoding and search timed apart) and, at every sweep
+    point of every workload, on ``n_e2e_points`` questions; facts (threads, sizes, and seconds: per model for
     loading / embedding / clustering, an equal share of the interleaved
     stages).
     """
@@ -698,7 +750,9 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
         rows = sweep_models({m: (q[pick], d) for m, (q, d) in embs.items()}, qids,
                             wl.rset.docs["doc_id"].astype(str).tolist(), wl.rset.qrels,
                             default_specs(n_docs, dim, wl.families, **(specs_kwargs or {})), metrics=wl.metrics,
-                            n_latency=n_latency, n_batch=n_batch, repeats=repeats, seed=seed)
+                            n_latency=n_latency, n_batch=n_batch, repeats=repeats, seed=seed,
+                            encoders=encoders, query_texts=wl.rset.queries["text"].to_numpy()[pick].tolist(),
+                            n_e2e=n_e2e_points, query_max_length=wl.query_max_length)
         shared("sweep_s", wl.dataset, t0)
         parts.append(_tag(rows, strategies, wl.dataset))
         if wl.clustering:

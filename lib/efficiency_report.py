@@ -337,6 +337,24 @@ def _encoding_lines(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _end_to_end_lines(rows: pd.DataFrame, datasets: Sequence[str]) -> list[str]:
+    """Per dataset: the range of end-to-end latency (encode + search, p50) over every point and model."""
+    lines = []
+    for dataset in datasets:
+        pts = points(rows, dataset)
+        if "end_to_end_ms_p50" not in pts or pts["end_to_end_ms_p50"].isna().all():
+            continue
+        e2e = pts.dropna(subset=["end_to_end_ms_p50"])
+        exact = e2e[e2e["index"] == "exact"]["end_to_end_ms_p50"]
+        approx = e2e[e2e["index"] != "exact"]["end_to_end_ms_p50"]
+        per_model = e2e.groupby("model", sort=False)["end_to_end_ms_p50"].median()
+        lines.append(f"- **End to end on {dataset}** (one question encoded and searched, p50): "
+                     f"{approx.min():.1f}-{approx.max():.1f} ms over the approximate points, "
+                     f"{exact.min():.1f}-{exact.max():.1f} ms with exact search; median per model "
+                     + ", ".join(f"{m} {v:.1f}" for m, v in per_model.items()) + " ms.")
+    return lines
+
+
 def conclusion(rows: pd.DataFrame, dureader: str, xquad: str = "xquad_r") -> str:
     """The answer to question 1 as markdown bullet points, every number read from ``rows``."""
     lines = _encoding_lines(rows)
@@ -352,6 +370,7 @@ def conclusion(rows: pd.DataFrame, dureader: str, xquad: str = "xquad_r") -> str
             lines.append(f"- **Cheapest index keeping 95% of the exact top-10 on {dataset}**: " + "; ".join(
                 f"{m}: {r['index']} {r['param']} ({r['latency_ms_p50']:.3f} ms, {r['bytes_per_vector']:.0f} B/vector)"
                 if r["index"] != "none" else f"{m}: none" for (m, _), r in cheap.iterrows()) + ".")
+    lines += _end_to_end_lines(rows, (dureader, xquad))
     by = _strategy_models(rows)
     diffs = difference_table(rows, (dureader, xquad))
     main = diffs[diffs["pair"].isin(["hybrid - mono", "hybrid - cross"])] if len(diffs) else diffs

@@ -301,6 +301,20 @@ def test_measure_all_writes_every_stage_for_every_model(tiny_encoder, tmp_path, 
         index="model", columns="value_name", values="value")
     assert (facts["n_queries"] == 40).all() and (facts["faiss_threads"] == 1).all()  # 20 items x 2 languages
     assert (tmp_path / "embeddings" / "hybrid_s0" / "toy" / "passage.npy").is_file()
+    # every sweep point of every model carries its end-to-end latency, which includes encoding
+    pts = report.points(rows, "toy")
+    assert pts["end_to_end_ms_p50"].notna().all() and (pts["end_to_end_ms_p50"] > pts["latency_ms_p50"]).all()
+    assert "End to end on toy" in report.conclusion(rows, "toy", "toy_pool")
     assert len(pd.read_csv(out)) == len(rows)
     eff.write_rows(rows[rows["model"] == "hybrid_s0"], out)  # upsert: same rows again
     assert len(pd.read_csv(out)) == len(rows)
+
+
+def test_end_to_end_timing_needs_aligned_texts_and_every_encoder(clustered, tiny_encoder):
+    q, d, qids, doc_ids = clustered[:4]
+    spec = eff.default_specs(len(d), d.shape[1], ("exact",))
+    with pytest.raises(ConfigError, match="missing \\['m'\\]"):
+        eff.sweep_models({"m": (q, d)}, qids, doc_ids, None, spec, metrics=(), n_e2e=2, query_texts=["x"] * len(q))
+    with pytest.raises(ConfigError, match="aligned"):
+        eff.sweep_models({"m": (q, d)}, qids, doc_ids, None, spec, metrics=(), n_e2e=2,
+                         encoders={"m": tiny_encoder}, query_texts=["x"])
