@@ -46,7 +46,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     encoder = load_encoder("embedded", num_layers=args.layers)
-    print(f"load_encoder('embedded'): {time.perf_counter() - t0:.1f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
+    load_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"load_encoder('embedded'): {time.perf_counter() - t0:.1f} s, peak RSS {load_peak_mb:.0f} MB, "
           f"torch threads {torch.get_num_threads()}")
     rng = random.Random(args.seed)
     samples = {kind: rng.sample(texts, min(args.n, len(texts))) for kind, texts in xquad_r_texts().items()}

@@ -384,8 +384,8 @@ def sweep_models(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], qids: Seq
                 single = time_single({m: (i, q[lat]) for m, (i, q, _) in built.items()}, k_latency, repeats, warmup)
                 batched = time_batch({m: (i, q[batch]) for m, (i, q, _) in built.items()}, k_latency, repeats)
                 if e2e is not None:
-                    ends = time_end_to_end({m: (encoders[m], i) for m, (i, _, _) in built.items()}, e2e,
-                                           dim=spec.dim, k=k_latency, max_length=query_max_length)
+                    _, ends = time_end_to_end({m: (encoders[m], i) for m, (i, _, _) in built.items()}, e2e,
+                                              dim=spec.dim, k=k_latency, max_length=query_max_length)
                     for m in built:
                         values[m].update(spread(ends[m], "end_to_end_ms", 1e3))
                 for m in built:
@@ -404,32 +404,34 @@ def _e2e_plan(embeddings: dict, encoders: dict | None, query_texts: Sequence[str
     missing = sorted(set(embeddings) - set(encoders or {}))
     if missing:
         raise ConfigError(f"n_e2e={n_e2e}: end-to-end timing needs an encoder for every model; missing {missing}")
-    if len(query_texts) != len(next(iter(embeddings.values()))[0]):
-        raise ConfigError(f"n_e2e={n_e2e}: query_texts has {len(query_texts)} texts for "
-                          f"{len(next(iter(embeddings.values()))[0])} query rows; they must be aligned")
+    n_rows = len(next(iter(embeddings.values()))[0])
+    if len(query_texts) != n_rows:
+        raise ConfigError(f"n_e2e={n_e2e}: query_texts has {len(query_texts)} texts for {n_rows} query rows; "
+                          "they must be aligned")
     return [str(query_texts[i]) for i in lat[:n_e2e]]
 
 
 def time_end_to_end(targets: dict[str, tuple[object, faiss.Index]], texts: Sequence[str], *, dim: int = 0,
-                    k: int = 10, max_length: int = 128, warmup: int = 2) -> dict[str, np.ndarray]:
-    """Seconds per question for each ``name -> (encoder, index)``: encode one question (truncated to
-    ``dim`` when set), then search; questions in turn, models interleaved, after ``warmup`` untimed ones."""
+                    k: int = 10, max_length: int = 128, warmup: int = 2) -> tuple[dict[str, np.ndarray], ...]:
+    """Single-question serving time for each ``name -> (encoder, index)``: encode one question (truncated
+    to ``dim`` when set), then search; questions in turn, models interleaved, after ``warmup`` untimed
+    questions. Returns (seconds encoding, seconds in all) per model, one value per question."""
+    texts = list(texts)
     kw = dict(batch_size=1, max_length=max_length, progress=False)
-
-    def once(enc, index, text):
-        vec = enc.encode([text], "query", **kw)
-        index.search(truncate(vec, dim) if dim else vec, min(k, index.ntotal))
-
     for enc, index in targets.values():
         for text in texts[:warmup]:
-            once(enc, index, text)
-    out = {m: np.empty(len(texts)) for m in targets}
+            vec = enc.encode([text], "query", **kw)
+            index.search(truncate(vec, dim) if dim else vec, min(k, index.ntotal))
+    encode_s = {m: np.empty(len(texts)) for m in targets}
+    total_s = {m: np.empty(len(texts)) for m in targets}
     for i, text in enumerate(texts):
         for m, (enc, index) in targets.items():
             t0 = time.perf_counter()
-            once(enc, index, text)
-            out[m][i] = time.perf_counter() - t0
-    return out
+            vec = enc.encode([text], "query", **kw)
+            t1 = time.perf_counter()
+            index.search(truncate(vec, dim) if dim else vec, min(k, index.ntotal))
+            encode_s[m][i], total_s[m][i] = t1 - t0, time.perf_counter() - t0
+    return encode_s, total_s
 
 
 def sweep(queries: np.ndarray, docs: np.ndarray, qids: Sequence[str], doc_ids: Sequence[str],
@@ -498,21 +500,7 @@ def e2e_latencies(targets: dict[str, tuple[object, faiss.Index]], texts: Sequenc
     """Single-query end-to-end latency for each ``name -> (encoder, index)``: encode one question, then
     search; questions in turn, models interleaved. Rows ``model, index="exact", param, value_name, value``
     with ``query_encode_ms_*`` (encoding alone) and ``e2e_latency_ms_*`` (p5 / p50 / p95 over questions)."""
-    texts = list(texts)
-    kw = dict(batch_size=1, max_length=max_length, progress=False)
-    for enc, index in targets.values():
-        for t in texts[:warmup]:
-            index.search(enc.encode([t], "query", **kw), min(k, index.ntotal))
-    enc_s = {m: [] for m in targets}
-    total_s = {m: [] for m in targets}
-    for t in texts:
-        for m, (enc, index) in targets.items():
-            t0 = time.perf_counter()
-            vec = enc.encode([t], "query", **kw)
-            t1 = time.perf_counter()
-            index.search(vec, min(k, index.ntotal))
-            enc_s[m].append(t1 - t0)
-            total_s[m].append(time.perf_counter() - t0)
+    enc_s, total_s = time_end_to_end(targets, texts, k=k, max_length=max_length, warmup=warmup)
     rows = []
     for m, (_, index) in targets.items():
         values = {**spread(enc_s[m], "query_encode_ms", 1e3), **spread(total_s[m], "e2e_latency_ms", 1e3)}

@@ -45,7 +45,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def upsert_csv(path: str | os.PathLike, rows, keys: Sequence[str], *, old=None, sort_by: Sequence[str] = (),
-               **read_kwargs):
+               fill: dict | None = None, **read_kwargs):
     """Merge ``rows`` (a DataFrame) into the CSV at ``path`` and return the merged table.
 
     Every key (the values of the ``keys`` columns) present in ``rows``
@@ -61,7 +61,6 @@ def upsert_csv(path: str | os.PathLike, rows, keys: Sequence[str], *, old=None, 
     from lib.errors import ConfigError
 
     path = Path(path)
-    fill = read_kwargs.pop("fill", None)
     if old is None and path.is_file():
         old = pd.read_csv(path, **read_kwargs)
         if fill:
