@@ -361,9 +361,12 @@ def check_max_items(profile: str, max_items: int, datasets: Sequence[str] = DATA
     frame = frame[frame["dataset"].isin(list(datasets))]
     stale = frame[frame["max_items"] != int(max_items)]
     if len(stale):
-        raise ConfigError(f"{len(stale)} evaluation(s) in {manifest_path(profile)} used max_items="
-                          f"{sorted(set(stale['max_items']))}, not {max_items} (e.g. {stale['model'].iloc[0]} on "
-                          f"{stale['dataset'].iloc[0]}); rerun notebooks/04_evaluation.ipynb with max_items={max_items}")
+        used = sorted(set(stale["max_items"]))
+        raise ConfigError(f"parameter max_items={max_items} does not match the evaluations recorded in "
+                          f"{manifest_path(profile)}: {len(stale)} of them used max_items={used} (e.g. "
+                          f"{stale['model'].iloc[0]} on {stale['dataset'].iloc[0]}). Set the notebook parameter "
+                          f"max_items={used[0]} (or leave it at its default and set profile to the profile that "
+                          f"wrote these results), or rerun notebooks/04_evaluation.ipynb with max_items={max_items}")
     return frame
 
 
