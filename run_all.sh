@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the environment and run the study (or its tests). See ./run_all.sh --help.
 set -euo pipefail
+export HBT_CALLER_DIR="${HBT_CALLER_DIR:-$PWD}"   # relative profile paths resolve from here
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 usage() {
@@ -19,7 +20,13 @@ Usage: ./run_all.sh [PROFILE | test | setup | --help] [runner options]
   ./run_all.sh --help       this text
 
 Runner options (after the profile): --only NN [NN ...] runs just those notebooks,
---dry-run prints the plan, --quiet hides cell output.
+--dry-run validates the profile and prints the plan, --quiet hides cell output,
+--allow-missing runs a notebook even when an earlier notebook's results are
+missing, --debug shows tracebacks of expected faults (also HBT_DEBUG=1).
+A relative PATH.yaml is taken from the current directory. One run per
+results folder at a time (results/<profile>/.run.lock); Ctrl-C stops with
+exit code 130 and the same command resumes. Exit codes and fault messages:
+docs/faults.md.
 
 Set-up creates .venv (unless a conda environment made from environment.yml is
 active), installs the pinned requirements.txt plus this project (editable), and

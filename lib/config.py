@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,40 +89,66 @@ def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     return params
 
 
+def caller_dir() -> Path:
+    """The directory the user ran the command from (``run_all.sh`` passes it as ``HBT_CALLER_DIR``)."""
+    env = os.environ.get("HBT_CALLER_DIR")
+    return Path(env) if env and Path(env).is_dir() else Path.cwd()
+
+
 def resolve_profile_path(name_or_path: str) -> Path:
-    candidate = Path(name_or_path)
-    if candidate.suffix in {".yaml", ".yml"}:
-        path = candidate if candidate.is_absolute() else Path.cwd() / candidate
+    """A profile name (``configs/<name>.yaml``) or a YAML path, relative paths taken from the caller's directory."""
+    candidate = Path(name_or_path).expanduser()
+    is_path = candidate.suffix in {".yaml", ".yml"} or "/" in name_or_path or "\\" in name_or_path
+    if is_path:
+        path = candidate if candidate.is_absolute() else caller_dir() / candidate
     else:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        where = (f"looked for {path.resolve()}" + (f"; relative paths are taken from {caller_dir()}"
+                                                   if not candidate.is_absolute() else "")) if is_path \
+            else f"no {path}"
         raise ConfigError(
-            f"Profile '{name_or_path}' not found ({path}). Known profiles: {known}; "
-            "or pass the path of a YAML file."
+            f"Profile '{name_or_path}' not found ({where}). Known profiles: {known} (give the name alone), "
+            "or the path of an existing YAML file."
         )
     return path
+
+
+PROFILE_SHAPE = ("a profile must contain 'notebooks:' (notebook names such as 01_data_preparation or 03_training, "
+                 "each with its parameters, {} for the notebook's defaults) and/or 'common:' (parameters offered "
+                 "to every notebook that declares them); see configs/smoke.yaml")
 
 
 def load_profile(name_or_path: str) -> Profile:
     path = resolve_profile_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc}).") from exc
+    if raw is None:
+        raise ConfigError(f"{path} is empty: {PROFILE_SHAPE}.")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping with keys {sorted(TOP_KEYS)}.")
+        raise ConfigError(f"{path}: the top level must be a mapping with keys {sorted(TOP_KEYS)}; {PROFILE_SHAPE}.")
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}.")
     notebooks = raw.get("notebooks") or {}
     if not isinstance(notebooks, dict) or not all(isinstance(v or {}, dict) for v in notebooks.values()):
         raise ConfigError(f"{path}: 'notebooks' must map notebook names to parameter mappings.")
+    common = raw.get("common") or {}
+    if not isinstance(common, dict):
+        raise ConfigError(f"{path}: 'common' must be a mapping of parameter names to values.")
+    if not notebooks and not common:
+        raise ConfigError(f"{path} sets no parameters (it would silently run every notebook at full size with "
+                          f"its defaults): {PROFILE_SHAPE}.")
     return Profile(
         name=path.stem,
         path=path,
         description=str(raw.get("description", "")),
-        common=dict(raw.get("common") or {}),
+        common=dict(common),
         notebooks={k: dict(v or {}) for k, v in notebooks.items()},
     )
 
@@ -200,4 +227,139 @@ def plan_runs(profile: Profile, notebooks: list[Path] | None = None) -> list[Not
                 if tag not in seen:
                     seen.add(tag)
                     runs.append(NotebookRun(nb, {**base, **chosen}, tag=tag))
+    for run in runs:
+        validate_values(run, declared[run.notebook.stem], f"{profile.path} ({run.name})")
     return runs
+
+
+# --------------------------------------------------------------------------
+# Values: everything the notebooks' code would reject later, checked before anything runs
+
+EMBEDDED_LAYERS = 12  # multilingual-e5-small
+_NONNEG = ("seed", "max_items", "num_layers", "eval_every", "checkpoint_every", "val_pairs", "warmup_steps",
+           "xquad_queries", "n_e2e_questions")
+_POSITIVE = ("steps", "threads", "repeats", "n_bootstrap", "n_permutations", "n_boot", "speed_texts",
+             "n_cost_texts", "n_latency_queries", "dureader_max_length", "mlqa_max_length")
+_DATASETS_BY_NOTEBOOK = {"07": ("mlqa_retrieval", "xquad_r", "mlqa_r")}
+_LAREQA_DATASETS = ("xquad_r", "mlqa_r")
+
+
+def backbone_layers(backbone: str) -> int | None:
+    """Transformer layers of a backbone when known without loading it or a network (else None)."""
+    if backbone == "embedded":
+        return EMBEDDED_LAYERS
+    folder = _backbone_folder(backbone)
+    if folder is not None and (folder / "config.json").is_file():
+        try:
+            depth = json.loads((folder / "config.json").read_text()).get("num_hidden_layers")
+        except (OSError, ValueError):
+            return None
+        return depth if isinstance(depth, int) and depth > 0 else None
+    return None
+
+
+def _backbone_folder(backbone: str) -> Path | None:
+    """The folder a path-like backbone names (relative to notebooks/, where the notebooks run), else None."""
+    from lib.encoder import _looks_like_path
+
+    path = Path(backbone).expanduser()
+    if not path.is_absolute():
+        path = NOTEBOOK_DIR / path
+    if _looks_like_path(backbone) or path.is_dir():
+        return path
+    return None
+
+
+def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> str | None:
+    """What is wrong with one parameter's value (None: fine). Only names whose meaning is fixed are checked."""
+    from lib.sampling import DATASET_CHOICES, STRATEGIES
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if key in _NONNEG and number(value) and value < 0:
+        return f"'{key}' must be >= 0, got {value!r}"
+    if key in _POSITIVE and number(value) and value < 1:
+        return f"'{key}' must be >= 1, got {value!r}"
+    if key == "batch_size" and number(value) and value < 2:
+        return f"'batch_size' must be >= 2 (in-batch negatives need a second pair), got {value!r}"
+    if key == "alpha" and number(value) and not 0 <= value <= 1:
+        return f"'alpha' is the share of monolingual batches and must be in [0, 1], got {value!r}"
+    if key in ("lr", "temperature") and number(value) and value <= 0:
+        return f"'{key}' must be > 0, got {value!r}"
+    if key == "weight_decay" and number(value) and value < 0:
+        return f"'weight_decay' must be >= 0, got {value!r}"
+    if key in ("max_query_length", "max_passage_length") and number(value) and value < 4:
+        return f"'{key}' must be >= 4 tokens, got {value!r}"
+    if key == "warmup_steps" and number(value) and number(values.get("steps")) and value > values["steps"]:
+        return f"'warmup_steps' ({value}) exceeds 'steps' ({values['steps']})"
+    if key == "strategy" and isinstance(value, str) and value not in STRATEGIES:
+        return f"'strategy' is {value!r}; use one of {', '.join(STRATEGIES)}"
+    if key == "strategies" and isinstance(value, str):
+        bad = [s.strip() for s in value.split(",") if s.strip() and s.strip() not in STRATEGIES]
+        if bad or not value.strip():
+            return f"'strategies' is {value!r}; give a comma-separated list of {', '.join(STRATEGIES)}"
+    if key == "dataset_choice" and isinstance(value, str) and value not in DATASET_CHOICES:
+        return f"'dataset_choice' is {value!r}; use one of {', '.join(DATASET_CHOICES)}"
+    if key == "dureader_source" and value not in ("demo", "hub"):
+        return f"'dureader_source' is {value!r}; use 'demo' (offline files) or 'hub'"
+    if key == "datasets" and isinstance(value, str):
+        allowed = _DATASETS_BY_NOTEBOOK.get(stem[:2], _LAREQA_DATASETS)
+        items = [d.strip() for d in value.split(",") if d.strip()]
+        bad = [d for d in items if d not in allowed]
+        if bad or not items:
+            return f"'datasets' is {value!r}; give a comma-separated list of {', '.join(allowed)}"
+    if key == "backbone" and isinstance(value, str):
+        if not value.strip():
+            return "'backbone' is empty; use 'embedded', a model folder or a hub id"
+        folder = _backbone_folder(value)
+        if folder is not None and not (folder / "config.json").is_file():
+            return (f"'backbone' {value!r}: no model folder with a config.json at {folder} (relative paths are "
+                    "taken from notebooks/); use 'embedded', a folder written by Encoder.save, or a hub id")
+        if folder is None and value != "embedded":
+            from lib.scaling import check_hub_id
+            try:
+                check_hub_id(value)
+            except ConfigError as exc:
+                return f"'backbone': {exc}"
+    if key == "hub_backbones" and isinstance(value, str) and value.strip():
+        from lib.scaling import check_hub_id
+        for hub_id in (h.strip() for h in value.split(",") if h.strip()):
+            try:
+                check_hub_id(hub_id)
+            except ConfigError as exc:
+                return f"'hub_backbones': {exc}"
+    if key == "num_layers" and number(value) and value > 0 and isinstance(values.get("backbone"), str):
+        depth = backbone_layers(values["backbone"])
+        if depth is not None and value > depth:
+            return f"'num_layers' is {value}, but backbone {values['backbone']!r} has {depth} layers (0 keeps all)"
+    if key == "layer_sizes" and isinstance(value, str):
+        from lib.scaling import parse_sizes
+        try:
+            sizes = parse_sizes(value)
+        except ConfigError as exc:
+            return f"'layer_sizes': {exc}"
+        depth = backbone_layers(values.get("backbone", "embedded")) if not values.get("hub_backbones") else None
+        if depth is not None and max(sizes) > depth:
+            return (f"'layer_sizes' {value!r}: backbone {values.get('backbone', 'embedded')!r} has {depth} layers, "
+                    f"so each size must be in 1..{depth}")
+    return None
+
+
+def validate_values(run: NotebookRun, declared: dict[str, dict[str, Any]], where: str) -> None:
+    """ConfigError naming the parameter when a value (profile or default) would be rejected later."""
+    values = {k: info["default"] for k, info in declared.items()}
+    values.update(run.parameters)
+    for key in sorted(values):
+        problem = _value_problem(key, values[key], values, run.notebook.stem)
+        if problem:
+            source = "set in the profile" if key in run.parameters else "the notebook's default"
+            raise ConfigError(f"{where}: {problem} ({source}).")
+    if run.notebook.stem.startswith("03"):
+        from lib.training import TrainConfig  # the training notebook builds exactly this
+
+        fields = {f for f in TrainConfig.__dataclass_fields__}
+        try:
+            TrainConfig(**{k: v for k, v in values.items() if k in fields})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None

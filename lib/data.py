@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from lib.errors import DataError
+from lib.integrity import file_sha256, read_sums
 from lib.paths import CACHE_DIR, PROJ_ROOT, atomic_write
 
 LANGS: dict[str, tuple[str, ...]] = {
@@ -154,17 +155,40 @@ def check_langs(name: str, langs) -> tuple[str, ...]:
 
 
 def dataset_dir(name: str) -> Path:
-    """The folder of one dataset; downloaded first when ``data_dir()`` is the cache."""
+    """The folder of one dataset; downloaded first when ``data_dir()`` is the cache.
+
+    When the data folder has a ``SHA256SUMS``, every file it lists under the
+    dataset's folder must be there: a missing file is an error here, before
+    anything is read (files are found by pattern, so a lost file would
+    otherwise silently shrink the data).
+    """
     root = data_dir()
     folder = root / FOLDERS[check_name(name)]
-    if folder.is_dir():
-        return folder
-    if root == CACHE_DIR / "data" and not os.environ.get("HBT_DATA_DIR"):
-        download(name)
-        return folder
-    raise DataError(
-        f"{name}: missing folder {folder}. Copy it from the data mirror into {root}, point HBT_DATA_DIR to a "
-        f"complete copy, or unset HBT_DATA_DIR so that lib.data.download({name!r}) fills {CACHE_DIR / 'data'}")
+    if not folder.is_dir():
+        if root == CACHE_DIR / "data" and not os.environ.get("HBT_DATA_DIR"):
+            download(name)
+            return folder
+        raise DataError(
+            f"{name}: missing folder {folder}. Copy it from the data mirror into {root}, point HBT_DATA_DIR to a "
+            f"complete copy, or unset HBT_DATA_DIR so that lib.data.download({name!r}) fills {CACHE_DIR / 'data'}")
+    missing = listed_missing(folder)
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(
+            f"{name}: {len(missing)} file(s) listed in {root / CHECKSUM_FILE} are missing: {shown}. The run would "
+            "use less data than the profile expects; re-copy them from the data mirror (or point HBT_DATA_DIR to "
+            "a complete copy)")
+    return folder
+
+
+def listed_missing(folder: Path) -> list[Path]:
+    """Files under ``folder`` that the data folder's ``SHA256SUMS`` lists but that do not exist."""
+    root = data_dir().resolve()
+    try:
+        prefix = Path(folder).resolve().relative_to(root).as_posix() + "/"
+    except ValueError:
+        return []
+    return [root / rel for rel in _checksums(str(root)) if rel.startswith(prefix) and not (root / rel).is_file()]
 
 
 # --------------------------------------------------------------------------
@@ -176,27 +200,22 @@ def _checksums(root: str) -> dict[str, str]:
     path = Path(root) / CHECKSUM_FILE
     if not path.is_file():
         return {}
-    sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, rel = line.split(maxsplit=1)
-            sums[rel.lstrip("*").removeprefix("./")] = digest.lower()
-    return sums
+    try:
+        return read_sums(path)
+    except ValueError as exc:
+        raise DataError(f"{path} is not a checksum list ({exc}); re-copy it from the data mirror") from exc
 
 
 _VERIFIED: set[tuple[str, int, int]] = set()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_file(path: Path) -> None:
-    """Check ``path`` against the data folder's ``SHA256SUMS`` (once per file version)."""
+    """Check ``path`` against the data folder's ``SHA256SUMS`` (once per file version).
+
+    The digest of a file version (path, size, mtime) is remembered across
+    processes (:func:`lib.integrity.file_sha256`), so every notebook can
+    afford to check every file it reads.
+    """
     path = Path(path)
     root = data_dir()
     try:
@@ -213,11 +232,11 @@ def verify_file(path: Path) -> None:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key in _VERIFIED:
         return
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != expected:
         raise DataError(
-            f"{path} is corrupt or truncated: its SHA-256 {digest[:16]}... does not match {expected[:16]}... in "
-            f"{root / CHECKSUM_FILE}. Re-copy the file from the data mirror, or delete it and run "
+            f"{path} is corrupt or truncated: its sha256 is {digest[:16]}, while {root / CHECKSUM_FILE} lists "
+            f"{expected[:16]} for it. Re-copy the file from the data mirror, or delete it and run "
             "lib.data.download(name) with network access")
     _VERIFIED.add(key)
 

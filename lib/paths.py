@@ -54,13 +54,21 @@ def upsert_csv(path: str | os.PathLike, rows, keys: Sequence[str], *, old=None, 
     it is read with ``pandas.read_csv(path, **read_kwargs)``, and ``fill``
     (a column -> value mapping) fills its blanks. The file's columns must be
     those of ``rows``. Written atomically: an interrupted write leaves the old
-    file as it was.
+    file as it was. The read-modify-write holds ``.<name>.lock`` beside the
+    file, so concurrent writers (two processes) never lose each other's rows.
     """
+    from lib.integrity import folder_lock
+
+    path = Path(path)
+    with folder_lock(path.parent, path.name):  # two writers: neither loses the other's rows
+        return _upsert_locked(path, rows, keys, old, sort_by, fill, read_kwargs)
+
+
+def _upsert_locked(path: Path, rows, keys, old, sort_by, fill, read_kwargs):
     import pandas as pd
 
     from lib.errors import ConfigError
 
-    path = Path(path)
     if old is None and path.is_file():
         old = pd.read_csv(path, **read_kwargs)
         if fill:

@@ -2,28 +2,51 @@
 
     python -m lib.runner PROFILE               # run every notebook in order
     python -m lib.runner PROFILE --only 03 04  # just these notebooks
-    python -m lib.runner PROFILE --dry-run     # print the plan, run nothing
+    python -m lib.runner PROFILE --dry-run     # validate the profile, print the plan, run nothing
     python -m lib.runner PROFILE --prepare DIR # write parameterised copies for nbval
+
+Before anything executes, the profile is validated completely (keys, types
+and values) and every selected notebook's inputs from earlier notebooks are
+checked (e.g. notebook 04 needs notebook 03's trained models); a missing
+input stops the run and names the notebook to run first (``--allow-missing``
+runs anyway on what is there). One run per results folder at a time: a
+second run stops with the holder's pid and start time; a lock left by a
+killed run is taken over, and the temporary files of writes it did not
+finish are removed. Ctrl-C stops with one line and exit code 130; rerun the
+same command to resume. Expected faults print one line (``--debug`` or
+``HBT_DEBUG=1`` shows the traceback).
 
 Executed notebooks land in ``results/<profile>/notebooks/``; the run stops at
 the first failing notebook and names it. Wall-clock times are appended to
 ``results/<profile>/run_times.csv``.
+
+Exit codes: 0 done, 1 a notebook failed or a disk / permission fault,
+2 a bad profile, option or input, 3 the results folder is in use, 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lib.config import NOTEBOOK_DIR, NotebookRun, load_profile, plan_runs
+from lib.config import NOTEBOOK_DIR, NotebookRun, load_profile, notebook_parameters, plan_runs
 from lib.errors import StudyError
+from lib.integrity import LockedError, RunLock, clean_stale_temps, describe_os_error, describe_stale
 from lib.paths import results_dir
 
 KERNEL = "python3"
+EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+class Interrupted(Exception):
+    """The user stopped the run (Ctrl-C, or the kernel was interrupted)."""
 
 
 def _select(runs: list[NotebookRun], only: list[str] | None) -> list[NotebookRun]:
@@ -51,10 +74,94 @@ def prepare(runs: list[NotebookRun], out_dir: Path) -> list[Path]:
     return written
 
 
-def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False) -> int:
-    """Run notebooks in order; return a process exit code."""
+# --------------------------------------------------------------------------
+# What a notebook needs from earlier ones
+
+
+def _values(run: NotebookRun) -> dict:
+    values = {k: info["default"] for k, info in notebook_parameters(run.notebook).items()}
+    values.update(run.parameters)
+    return values
+
+
+def train_dir(profile_name: str, run: NotebookRun) -> Path:
+    """The run folder notebook 03 writes for ``run`` (``results/<profile>/models/<run name>``)."""
+    from lib.training import TrainConfig, run_name
+
+    values = _values(run)
+    fields = set(TrainConfig.__dataclass_fields__)
+    return results_dir(profile_name) / "models" / run_name(TrainConfig(**{k: v for k, v in values.items()
+                                                                           if k in fields}))
+
+
+def _finished(folder: Path) -> bool:
+    return (folder / "train_config.json").is_file() and (folder / "model").is_dir()
+
+
+def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: list[NotebookRun],
+                   command: str) -> list[str]:
+    """One message per selected notebook whose inputs neither exist nor come from an earlier selected notebook."""
+    problems: list[str] = []
+    stems = list(dict.fromkeys(r.notebook.stem for r in selected))
+    training = [r for r in all_runs if r.notebook.stem.startswith("03")]
+    out = results_dir(profile_name)
+    for i, stem in enumerate(stems):
+        earlier = {s[:2] for s in stems[:i]}
+        if stem[:2] in ("04", "06") and "03" not in earlier and training:
+            folders = {train_dir(profile_name, r): r for r in training}
+            missing = [f for f in folders if not _finished(f)]
+            if stem[:2] == "06":  # notebook 06 compares one run per strategy (seed 0 by default)
+                run06 = next(r for r in selected if r.notebook.stem == stem)
+                wanted = [m.strip() for m in str(_values(run06).get("models", "")).split(",") if m.strip()]
+                if wanted:
+                    missing = [out / "models" / m for m in wanted
+                               if m != "zero-shot" and not _finished(out / "models" / m)]
+                else:
+                    have = {folders[f].parameters.get("strategy") for f in folders if _finished(f)}
+                    missing = [f for f in missing if folders[f].parameters.get("strategy") not in have]
+            if missing:
+                names = ", ".join(f.name for f in missing[:6]) + (f" and {len(missing) - 6} more"
+                                                                   if len(missing) > 6 else "")
+                problems.append(
+                    f"notebook {stem} needs the trained models of notebook 03, and {len(missing)} are not in "
+                    f"{out / 'models'} ({names}). Run notebook 03 first: {command} --only 03 "
+                    f"(or --only 03 {stem[:2]}); or add --allow-missing to run {stem} on what is there")
+        if stem[:2] == "05" and "04" not in earlier and not (out / "metrics.csv").is_file():
+            problems.append(
+                f"notebook {stem} reads notebook 04's evaluation ({out / 'metrics.csv'} does not exist). Run "
+                f"notebook 04 first: {command} --only 04 (or --only 04 05); or add --allow-missing")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# Running
+
+
+def _error_summary(exc: BaseException) -> str:
+    """The error line of a failed cell (``Type: message``), without colour codes."""
+    text = _ANSI.sub("", str(exc)).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _hint(summary: str) -> str:
+    """The fix for OS errors raised inside a notebook."""
+    m = re.search(r"\[Errno (\d+)\][^:]*(?::\s*'([^']+)')?", summary)
+    if not m:
+        return ""
+    exc = OSError(int(m[1]), os.strerror(int(m[1])), m[2] or None)
+    message = describe_os_error(exc)
+    return f"\n        {message}" if message else ""
+
+
+def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, state: dict | None = None) -> int:
+    """Run notebooks in order; return a process exit code (Interrupted on Ctrl-C)."""
     import papermill as pm
 
+    state = state if state is not None else {}
     out_dir = results_dir(profile_name) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     times_path = results_dir(profile_name) / "run_times.csv"
@@ -63,19 +170,25 @@ def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False) -> 
         target = out_dir / f"{run.name}.ipynb"
         shown = ", ".join(f"{k}={v}" for k, v in run.parameters.items() if k != "profile")
         print(f"\n[{i}/{len(runs)}] {run.name}  ({shown})", flush=True)
+        state.update(run=run, index=i, total=len(runs), t0=time.time())
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(run.notebook), str(target), parameters=run.parameters,
                                 kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=quiet,
                                 stdout_file=None if quiet else sys.stdout,
                                 stderr_file=None if quiet else sys.stderr)
-        except Exception as exc:  # papermill wraps the cell's error; show its last line
-            summary = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            print(f"\nFAILED: notebook {run.notebook.name} ({run.name}) stopped with: {summary}\n"
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        except Exception as exc:  # papermill wraps the cell's error; show its error line
+            if getattr(exc, "ename", "") == "KeyboardInterrupt":
+                raise Interrupted() from None
+            summary = _error_summary(exc)
+            print(f"\nFAILED: notebook {run.notebook.name} ({run.name}) stopped with: {summary}{_hint(summary)}\n"
                   f"        The executed copy with the traceback is {target}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         seconds = time.perf_counter() - t0
         _log_time(times_path, run, seconds)
+        state["done"] = state.get("done", 0) + 1
         print(f"[{i}/{len(runs)}] {run.name} done in {seconds / 60:.1f} min", flush=True)
     total = time.perf_counter() - started
     print(f"\nProfile '{profile_name}': {len(runs)} notebook run(s) in {total / 60:.1f} min. "
@@ -93,30 +206,122 @@ def _log_time(path: Path, run: NotebookRun, seconds: float) -> None:
                          run.name, f"{seconds:.1f}", os.cpu_count()])
 
 
+def _checkpoint_step(folder: Path) -> tuple[int | None, int | None]:
+    """(step, steps) of the checkpoint in a training run folder, when one can be read cheaply."""
+    import json
+
+    state_file = folder / "checkpoint" / "state.pt"
+    steps = None
+    try:
+        steps = json.loads((folder / "checkpoint" / "train_config.json").read_text()).get("steps")
+    except (OSError, ValueError):
+        pass
+    if not state_file.is_file():
+        return None, steps
+    try:
+        import torch
+
+        ckpt = torch.load(state_file, map_location="cpu", weights_only=False, mmap=True)
+        return int(ckpt.get("step")), steps
+    except Exception:  # an unreadable checkpoint: say nothing about it
+        return None, steps
+
+
+def interrupted_message(profile_name: str, state: dict) -> str:
+    """One line: where the run stopped and how to resume."""
+    run: NotebookRun | None = state.get("run")
+    if run is None:
+        return "interrupted before any notebook started; nothing was changed. Rerun the same command to start"
+    where = f"interrupted in {run.name} (notebook {state['index']} of {state['total']}"
+    where += f", {time.time() - state['t0']:.0f} s in)"
+    if run.notebook.stem.startswith("03"):
+        try:
+            folder = train_dir(profile_name, run)
+            step, steps = _checkpoint_step(folder)
+        except Exception:
+            step, steps = None, None
+        if step is not None:
+            return (f"{where} with a checkpoint at step {step}" + (f" of {steps}" if steps else "")
+                    + f" in {folder / 'checkpoint'}; rerun the same command to resume from that step")
+        return f"{where} before its first checkpoint; rerun the same command to train this run from the start"
+    done = state.get("done", 0)
+    return (f"{where}; {done} notebook run(s) before it finished and are kept. Rerun the same command to resume "
+            "(finished training runs and evaluations are reused)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("profile", help="profile name in configs/ (smoke, default, paper) or a YAML path")
+    parser.add_argument("profile", help="profile name in configs/ (smoke, default, paper) or a YAML path "
+                                        "(relative to the current directory)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only notebooks whose name starts so")
-    parser.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
+    parser.add_argument("--dry-run", action="store_true", help="validate the profile, print the planned runs, exit")
     parser.add_argument("--prepare", metavar="DIR", help="write parameterised notebooks to DIR (for nbval)")
     parser.add_argument("--quiet", action="store_true", help="do not stream cell output")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="run notebooks even when an earlier notebook's results are missing (partial results)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of expected faults (or HBT_DEBUG=1)")
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("HBT_DEBUG", "") not in ("", "0")
+    state: dict = {}
+    profile_name = None
+    command = f"./run_all.sh {args.profile}"
     try:
         profile = load_profile(args.profile)
-        runs = _select(plan_runs(profile), args.only)
+        profile_name = profile.name
+        all_runs = plan_runs(profile)
+        runs = _select(all_runs, args.only)
         if args.dry_run:
             for run in runs:
                 print(f"{run.name}: {run.parameters}")
+            for problem in missing_inputs(profile.name, all_runs, runs, command):
+                print(f"note: {problem}")
+            print(f"profile {profile.path}: {len(runs)} notebook run(s), every value valid")
             return 0
         if args.prepare:
             for path in prepare(runs, Path(args.prepare)):
                 print(path)
             return 0
-        return execute(profile.name, runs, quiet=args.quiet)
-    except StudyError as exc:
+        problems = missing_inputs(profile.name, all_runs, runs, command)
+        if problems and not args.allow_missing:
+            raise StudyError("\n       ".join(problems))
+        out = results_dir(profile.name)
+        invoked = " ".join(["python -m lib.runner"] + (sys.argv[1:] if argv is None else list(argv)))
+        with RunLock(out, command=invoked) as lock:
+            if lock.stale_holder:
+                print(f"note: {describe_stale(lock.stale_holder)}", flush=True)
+            removed = clean_stale_temps(out)
+            if removed:
+                print(f"note: removed {len(removed)} temporary folder(s) left by an interrupted write "
+                      f"(e.g. {removed[0]})", flush=True)
+            return execute(profile.name, runs, quiet=args.quiet, state=state)
+    except (KeyboardInterrupt, Interrupted):
+        if debug:
+            raise
+        print(f"\n{interrupted_message(profile_name or args.profile, state)}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except LockedError as exc:
+        if debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_LOCKED
+    except StudyError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        message = describe_os_error(exc, results_dir(profile_name) if profile_name else None)
+        if debug:
+            raise
+        print(f"error: {message or f'{type(exc).__name__}: {exc}'}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # a bug, not a user fault: one line, the traceback on request
+        if debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc}. Rerun with --debug (or HBT_DEBUG=1) for the "
+              "traceback, and report it", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
