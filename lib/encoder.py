@@ -170,7 +170,15 @@ class Encoder:
         return out
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write a folder that ``AutoModel`` / ``AutoTokenizer`` and :func:`load_encoder` read."""
+        """Write a folder that ``AutoModel`` / ``AutoTokenizer``, ``SentenceTransformer`` and :func:`load_encoder` read.
+
+        Full weights (plus an identity placeholder for a BERT pooler the model
+        lacks, so ``AutoModel`` reports nothing missing) and the
+        sentence-transformers module files (prompts, pooling, normalize); see
+        :mod:`lib.model_store`, which also writes compact run folders.
+        """
+        from lib.model_store import finish_full_folder
+
         folder = Path(folder)
         with atomic_write(folder) as tmp:
             tmp.mkdir()
@@ -179,6 +187,7 @@ class Encoder:
             meta = {**self.info, "pooling": self.pooling, "query_prefix": self.query_prefix,
                     "passage_prefix": self.passage_prefix, "name": self.name}
             (tmp / ENCODER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+            finish_full_folder(tmp, self)
         return folder
 
 
@@ -296,8 +305,11 @@ def _from_pretrained(source: str):
     config = AutoConfig.from_pretrained(source)
     kwargs = {}
     model_cls = AutoModel._model_mapping.get(type(config), None)
-    if model_cls is not None and "add_pooling_layer" in inspect.signature(model_cls.__init__).parameters:
-        kwargs["add_pooling_layer"] = False
+    optional_pooler = model_cls is not None and "add_pooling_layer" in inspect.signature(model_cls.__init__).parameters
+    if optional_pooler:
+        from lib.model_store import saved_pooler
+        if not saved_pooler(source):  # a saved (placeholder) pooler is loaded, then dropped: nothing reported
+            kwargs["add_pooling_layer"] = False
     try:
         model = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **kwargs)
     except Exception as exc:
@@ -307,6 +319,8 @@ def _from_pretrained(source: str):
             f"{source}: the weights file model.safetensors cannot be read ({exc}); it is truncated or corrupt. "
             "Delete the folder and rebuild it: a trained run by rerunning notebook 03 for it, the embedded "
             "backbone by rerunning (it is converted again)") from exc
+    if optional_pooler:
+        model.pooler = None  # the embeddings pool the last hidden state; the pooler is never used
     tokenizer = AutoTokenizer.from_pretrained(source)
     return model.eval(), tokenizer
 
@@ -331,6 +345,10 @@ def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str |
     else:
         folder = Path(backbone).expanduser()
         name = backbone
+    if folder.is_dir() and backbone != "embedded":
+        from lib.model_store import is_stored, load_stored
+        if is_stored(folder):  # a compact run folder or a same_as pointer (lib.model_store)
+            return load_stored(folder, num_layers, pooling)
     if folder.is_dir():
         if not (folder / "config.json").is_file():
             raise ModelError(f"backbone folder {folder} has no config.json: point to a folder written by "
