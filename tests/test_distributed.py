@@ -89,3 +89,82 @@ def test_two_processes_equal_one(tmp_path):
     assert diffs.max() <= 5e-5, diffs.max()
     assert (diffs <= 1e-6).float().mean() >= 0.99
     assert moved > 10  # the update is real, not two untouched copies
+
+
+# ------------------------------------------------------- gradients, not Adam
+
+
+class GradRecorder:
+    """Stands in for the optimizer in ``train_step``: keeps the (DDP-reduced) gradients at ``step()``."""
+
+    def __init__(self, model):
+        self.named = list(model.named_parameters())
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def step(self):
+        self.grads = {n: p.grad.detach().clone() for n, p in self.named if p.grad is not None}
+
+    def zero_grad(self, set_to_none=True):
+        for _, p in self.named:
+            p.grad = None
+
+
+QUERIES = ["a1 a2 ?", "b3 b4 ?", "c5 c6 c7 ?", "a8 ?"]
+PASSAGES = ["b2 b1 .", "c4 c3 .", "a7 a6 a5 .", "b8 ."]
+
+
+def _grad_step(queries, passages):
+    """One train_step (DDP-wrapped under a process group) with a recording optimizer; (loss, grads)."""
+    from lib.training import DualEmbed, prepare_params, train_step
+
+    enc = no_dropout_encoder()
+    cfg = config()
+    prepare_params(enc, cfg)
+    enc.model.train()
+    module = DualEmbed(enc)
+    if dist.is_initialized():
+        module = torch.nn.parallel.DistributedDataParallel(module)
+    rec = GradRecorder(enc.model)
+    loss = train_step(module, enc, queries, passages, cfg, rec, False, torch.device("cpu"))
+    return float(loss), rec.grads
+
+
+def _grad_worker(rank: int, init_file: str, report: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        n = len(QUERIES) // WORLD
+        loss, grads = _grad_step(QUERIES[rank * n:(rank + 1) * n], PASSAGES[rank * n:(rank + 1) * n])
+        torch.save({"loss": loss, "grads": grads}, f"{report}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_gradients_equal_one_process_gradients(tmp_path):
+    """The gradient DDP hands the optimizer equals the single-process gradient of the global batch
+    (no Adam in between, so a constant factor such as a sum over ranks instead of a mean shows)."""
+    torch.set_num_threads(1)
+    loss_single, single = _grad_step(QUERIES, PASSAGES)
+    report = str(tmp_path / "grads")
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(_grad_worker, args=(str(tmp_path / "init"), report), nprocs=WORLD, join=True,
+                       start_method=method)
+    ranks = [torch.load(f"{report}.{r}", weights_only=False) for r in range(WORLD)]
+    # the global loss is the mean of the ranks' local losses (equal local batch sizes)
+    assert sum(r["loss"] for r in ranks) / WORLD == pytest.approx(loss_single, rel=1e-5)
+    assert set(single) == set(ranks[0]["grads"]) == set(ranks[1]["grads"])
+    assert len(single) > 10 and "embeddings.word_embeddings.weight" not in single  # frozen: no gradient
+    big = 0
+    top = max(float(g.abs().max()) for g in single.values())
+    for name, g in single.items():
+        scale = float(g.abs().max())
+        # float32 reduction orders differ: tolerance relative to the tensor's (or, for gradients that are
+        # zero in exact arithmetic such as the attention key bias, the model's) largest entry
+        for r in ranks:
+            torch.testing.assert_close(r["grads"][name], g, rtol=1e-3, atol=max(1e-3 * scale, 1e-6 * top),
+                                       msg=lambda m, name=name: f"{name}: {m}")
+        big += scale > 1e-4
+    assert big > 10  # the comparison is not between vanishing gradients
+    flat = lambda grads: torch.cat([grads[n].flatten() for n in sorted(single)])  # noqa: E731
+    for r in ranks:  # overall scale: a constant factor (e.g. 2 = sum over ranks) is far outside
+        assert float(flat(r["grads"]).norm() / flat(single).norm()) == pytest.approx(1.0, abs=1e-4)
