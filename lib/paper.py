@@ -19,14 +19,15 @@ How :func:`check_claims` decides:
   percentile bootstrap interval, both resampling whole items (a question's
   translations move together), with Holm's correction per metric within
   each subset (all languages / never-seen languages).
-- An outcome is ``better`` / ``worse`` (Holm p < alpha and the interval
-  excludes 0), ``equivalent`` (interval within +-``margin`` mAP) or
-  ``inconclusive``.
+- An outcome follows the one rule of :func:`lib.stats.compare_verdict`:
+  ``equivalent`` when the interval lies within +-``margin`` mAP (significant
+  or not), else ``better`` / ``worse`` (Holm p < ``level`` and the interval
+  excludes 0), else ``inconclusive``.
 - Claim 1, per dataset and setting, compares hybrid with the better of mono
   and cross (higher macro mAP); supported when every outcome is better or
   equivalent, not supported when one is worse.
 - Claim 2, per dataset, compares multilingual rank distance with mono's:
-  ``better`` when lower (Holm p < alpha) by at least ``substantial`` (10%)
+  ``better`` when lower (Holm p < ``level``) by at least ``substantial`` (10%)
   of mono's value, ``not substantial`` when the interval rules out a
   reduction of that size; supported when every dataset is ``better``, not
   supported when one is ``not substantial``.
@@ -342,7 +343,7 @@ def compare_arms(profile: str, metrics: pd.DataFrame, pairs: Sequence[tuple[str,
     return pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)
 
 
-def label_outcomes(comp: pd.DataFrame, alpha: float = 0.05, margin: float = 0.01,
+def label_outcomes(comp: pd.DataFrame, level: float = 0.05, margin: float = 0.01,
                    substantial: float = 0.10) -> pd.DataFrame:
     """Add ``p_holm`` (Holm within each metric) and ``outcome`` to a :func:`compare_arms` table."""
     comp = comp.copy()
@@ -354,10 +355,10 @@ def label_outcomes(comp: pd.DataFrame, alpha: float = 0.05, margin: float = 0.01
     for i, r in comp[comp["p_perm"].notna()].iterrows():
         if r["metric"] == "map":
             comp.loc[i, "outcome"] = S.compare_verdict(r["diff"], r["ci_low"], r["ci_high"], r["p_holm"],
-                                                       alpha, margin)
+                                                       level, margin)
         else:  # rank distance relative to arm b's; lower is better
             rel, rel_low, rel_high = (r[c] / r["b_value"] for c in ("diff", "ci_low", "ci_high"))
-            if r["p_holm"] < alpha and rel <= -substantial and rel_high < 0:
+            if r["p_holm"] < level and rel <= -substantial and rel_high < 0:
                 comp.loc[i, "outcome"] = "better"
             elif rel_low > -substantial:
                 comp.loc[i, "outcome"] = "not substantial"  # a reduction of that size is ruled out
@@ -405,7 +406,7 @@ def _verdicts(everything: pd.DataFrame, unseen: pd.DataFrame) -> pd.DataFrame:
                          "verdict": [v1, v2, v3], "evidence": [e1, e2, e3]})
 
 
-def check_claims(profile: str, metrics: pd.DataFrame, datasets: Sequence[str] = DATASETS, alpha: float = 0.05,
+def check_claims(profile: str, metrics: pd.DataFrame, datasets: Sequence[str] = DATASETS, level: float = 0.05,
                  margin: float = 0.01, substantial: float = 0.10, n_permutations: int = 10_000,
                  n_bootstrap: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Verdicts on claims 1-3 and the comparisons behind them (see the module docstring).
@@ -425,5 +426,5 @@ def check_claims(profile: str, metrics: pd.DataFrame, datasets: Sequence[str] = 
                          langs=langs, **kw),
             compare_arms(profile, metrics, [("hybrid", "mono")], ds, ("multi",), "rank_distance", langs, **kw)],
             ignore_index=True)
-        parts[subset] = label_outcomes(comp.assign(subset=subset), alpha, margin, substantial)
+        parts[subset] = label_outcomes(comp.assign(subset=subset), level, margin, substantial)
     return _verdicts(parts["all"], parts["never-seen"]), pd.concat(parts.values(), ignore_index=True)

@@ -174,17 +174,29 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def compare_verdict(diff: float, low: float, high: float, p_value: float, alpha: float = 0.05,
+def compare_verdict(diff: float, low: float, high: float, p_value: float, level: float = 0.05,
                     margin: float = 0.0, higher_is_better: bool = True) -> str:
-    """``better`` / ``worse`` (significant at ``alpha`` with the interval excluding 0),
-    ``equivalent`` (the interval inside +-``margin``) or ``inconclusive``."""
-    gain_low, gain_high = (low, high) if higher_is_better else (-high, -low)  # interval of the improvement
-    if p_value < alpha and gain_low > 0:
-        return "better"
-    if p_value < alpha and gain_high < 0:
-        return "worse"
+    """The study's one verdict rule for a difference ``a - b`` with interval ``[low, high]``.
+
+    In this order:
+
+    1. ``equivalent``: the interval lies inside ``(-margin, +margin)``, whether
+       or not the difference is significant (a gap too small to matter,
+       measured precisely, is a tie; ``margin`` is declared before the run);
+    2. ``better`` / ``worse``: significant (``p_value < level``) and the
+       interval excludes 0 on the side of an improvement / a loss;
+    3. ``inconclusive``: anything else (the interval reaches beyond the
+       margin and includes 0, or the test is not significant).
+
+    ``level`` is the significance level (not the hybrid mixing share alpha).
+    """
     if margin > 0 and low > -margin and high < margin:
         return "equivalent"
+    gain_low, gain_high = (low, high) if higher_is_better else (-high, -low)  # interval of the improvement
+    if p_value < level and gain_low > 0:
+        return "better"
+    if p_value < level and gain_high < 0:
+        return "worse"
     return "inconclusive"
 
 
@@ -199,3 +211,130 @@ def claim_verdict(outcomes: Sequence[str], accept: Sequence[str] = ("better", "e
     if any(o == "worse" for o in outcomes):
         return "not supported"
     return "inconclusive"
+
+
+# --------------------------------------------------------------------------
+# Seed-aware comparison of two training strategies
+#
+# The unit of evidence is (training seed, question): each strategy is a
+# distribution over training runs, and each run is scored on the same
+# questions. A difference between strategies is uncertain because of both
+# the seeds (another seed gives another model) and the questions (another
+# test set gives other scores). ``seed_question_bootstrap`` resamples both
+# stages: seeds within each strategy, then whole items shared by the two
+# strategies (paired), and reports the percentile interval, a two-sided
+# bootstrap p-value and the standard error of the macro difference.
+
+
+def _seed_matrix(x, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise DataError(f"{what}: expected per-seed scores of shape (n_seeds, n_questions), got {x.shape}")
+    _check_values(x.ravel())
+    return x
+
+
+def _cell_sums(x: np.ndarray, c: np.ndarray, n_clusters: int, g: np.ndarray, n_groups: int) -> np.ndarray:
+    """(n_seeds, n_clusters, n_groups) sums of each seed's scores per item and group."""
+    out = np.zeros((x.shape[0], n_clusters, n_groups))
+    for s in range(x.shape[0]):
+        np.add.at(out[s], (c, g), x[s])
+    return out
+
+
+def seed_question_bootstrap(a, b, groups=None, clusters=None, n_bootstrap: int = 2000, level: float = 0.95,
+                            seed: int = 0, chunk: int = 100) -> dict:
+    """Two-stage bootstrap of macro-mean(strategy A) - macro-mean(strategy B).
+
+    ``a`` is (n_seeds_a, n_questions): the per-question scores of each of A's
+    training seeds; ``b`` likewise for B, on the same questions in the same
+    order (columns). Each replicate draws A's seeds and B's seeds with
+    replacement (stage 1), then whole clusters (items) with replacement,
+    the same clusters for both strategies (stage 2, paired), and computes the
+    macro mean over ``groups`` of the difference of seed-averaged scores.
+    Returns the point estimate, the percentile interval, the bootstrap
+    standard error and a two-sided p-value (twice the smaller tail share of
+    replicates at or beyond 0, floored at 1 / (n_bootstrap + 1)).
+    """
+    a, b = _seed_matrix(a, "strategy A"), _seed_matrix(b, "strategy B")
+    if a.shape[1] != b.shape[1]:
+        raise DataError(f"paired comparison needs the same questions: A has {a.shape[1]}, B has {b.shape[1]}")
+    if not 0 < level < 1:
+        raise ConfigError(f"level={level} must be between 0 and 1")
+    n = a.shape[1]
+    g, n_groups = _codes(groups, n, "groups")
+    c, n_clusters = _cluster_codes(clusters, n)
+    sa, sb = _cell_sums(a, c, n_clusters, g, n_groups), _cell_sums(b, c, n_clusters, g, n_groups)
+    counts = np.zeros((n_clusters, n_groups))
+    np.add.at(counts, (c, g), 1.0)
+    point = macro_mean(a.mean(0) - b.mean(0), groups)
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_bootstrap)
+    na, nb = a.shape[0], b.shape[0]
+    for start in range(0, n_bootstrap, chunk):
+        m = min(chunk, n_bootstrap - start)
+        wa = rng.multinomial(na, np.full(na, 1.0 / na), size=m) / na
+        wb = rng.multinomial(nb, np.full(nb, 1.0 / nb), size=m) / nb
+        draws = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=m).astype(float)
+        diff = np.einsum("rs,scg->rcg", wa, sa) - np.einsum("rs,scg->rcg", wb, sb)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.einsum("rc,rcg->rg", draws, diff) / (draws @ counts)
+        reps[start:start + m] = np.nanmean(means, axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(reps, [tail, 1 - tail])
+    p = 2 * min(np.mean(reps <= 0), np.mean(reps >= 0))
+    return {"point": point, "low": float(low), "high": float(high), "se": float(np.std(reps, ddof=1)),
+            "p_value": float(min(1.0, max(p, 1.0 / (n_bootstrap + 1)))), "level": level,
+            "n_bootstrap": n_bootstrap, "n_seeds_a": na, "n_seeds_b": nb, "n_clusters": n_clusters}
+
+
+def seed_question_test(a, b, groups=None, clusters=None, level: float = 0.95) -> dict:
+    """Random-effects interval and t-test for macro-mean(A) - macro-mean(B) over seeds and questions.
+
+    ``a`` / ``b`` as in :func:`seed_question_bootstrap`. The variance of the
+    difference has two parts: the questions (a cluster-robust variance of the
+    macro difference of seed-averaged scores, items as clusters) and the
+    seeds (the variance of each strategy's per-seed macro means over its
+    seeds, divided by the number of seeds). The interval is
+    ``diff +- t(df) * se`` with Welch-Satterthwaite degrees of freedom, so
+    that with few seeds (whose variance is itself uncertain) it widens as a
+    t interval should; a strategy with one seed contributes no seed variance
+    (``seed_variance_known`` is then False).
+    """
+    a, b = _seed_matrix(a, "strategy A"), _seed_matrix(b, "strategy B")
+    if a.shape[1] != b.shape[1]:
+        raise DataError(f"paired comparison needs the same questions: A has {a.shape[1]}, B has {b.shape[1]}")
+    if not 0 < level < 1:
+        raise ConfigError(f"level={level} must be between 0 and 1")
+    n = a.shape[1]
+    w = macro_weights(groups, n)
+    g, n_groups = _codes(groups, n, "groups")
+    c, n_clusters = _cluster_codes(clusters, n)
+    d = a.mean(0) - b.mean(0)
+    point = float(np.sum(w * d))
+    group_mean = np.bincount(g, weights=w * d, minlength=n_groups) / np.bincount(g, weights=w, minlength=n_groups)
+    per_cluster = np.bincount(c, weights=w * (d - group_mean[g]), minlength=n_clusters)
+    v_q = float(n_clusters / max(n_clusters - 1, 1) * np.sum(per_cluster ** 2))
+    parts, dfs = [], []
+    for x in (a, b):
+        seed_means = x @ w
+        if len(seed_means) > 1:
+            v = float(np.var(seed_means, ddof=1) / len(seed_means))
+            parts.append(v)
+            dfs.append(len(seed_means) - 1)
+    v_s = float(sum(parts))
+    se = float(np.sqrt(v_q + v_s))
+    denom = sum(v ** 2 / df for v, df in zip(parts, dfs)) + v_q ** 2 / max(n_clusters - 1, 1)
+    df = (v_q + v_s) ** 2 / denom if denom > 0 else float("inf")
+    if se == 0:
+        p = 1.0 if point == 0 else 0.0
+        half = 0.0
+    else:
+        p = float(2 * sps.t.sf(abs(point) / se, df))
+        half = float(sps.t.ppf(0.5 + level / 2, df) * se)
+    return {"point": point, "low": point - half, "high": point + half, "se": se, "p_value": p, "df": float(df),
+            "se_questions": float(np.sqrt(v_q)), "se_seeds": float(np.sqrt(v_s)), "level": level,
+            "n_seeds_a": a.shape[0], "n_seeds_b": b.shape[0], "n_clusters": n_clusters,
+            "seed_variance_known": a.shape[0] > 1 and b.shape[0] > 1}
