@@ -406,6 +406,36 @@ def _verdicts(everything: pd.DataFrame, unseen: pd.DataFrame) -> pd.DataFrame:
                          "verdict": [v1, v2, v3], "evidence": [e1, e2, e3]})
 
 
+def verdicts_from_comparisons(comp: pd.DataFrame, level: float = 0.05, margin: float = 0.01,
+                              substantial: float = 0.10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Verdicts on claims 1-3 from the claim comparisons (a :func:`compare_arms` table with a
+    ``subset`` column, ``all`` and ``never-seen``): Holm within each metric of each subset, the
+    outcome rule, the claims. Stored comparisons can be relabelled with it (no recomputation)."""
+    comp = comp.drop(columns=["p_holm", "outcome"], errors="ignore")
+    parts = {subset: label_outcomes(g, level, margin, substantial)
+             for subset, g in comp.groupby("subset", sort=False)}
+    empty = label_outcomes(comp.iloc[:0], level, margin, substantial)
+    return (_verdicts(parts.get("all", empty), parts.get("never-seen", empty)),
+            pd.concat(parts.values(), ignore_index=True))
+
+
+def label_pairwise(tests: pd.DataFrame, claims: pd.DataFrame, level: float = 0.05, margin: float = 0.01,
+                   substantial: float = 0.10) -> pd.DataFrame:
+    """Label the all-pairs table so it cannot disagree with the claim comparisons.
+
+    Rows that repeat a claim comparison (subset ``all``) take ``p_holm`` and
+    ``outcome`` from ``claims`` (``family`` = ``claim``); the other rows form
+    one exploratory Holm family per metric (``family`` = ``exploratory``).
+    """
+    keys = ["dataset", "setting", "metric", "arm_a", "arm_b"]
+    claim_rows = claims[claims["subset"] == "all"].set_index(keys)[["p_holm", "outcome"]]
+    tests = tests.drop(columns=["p_holm", "outcome", "family"], errors="ignore")
+    in_claims = tests.set_index(keys).index.isin(claim_rows.index)
+    other = label_outcomes(tests[~in_claims], level, margin, substantial).assign(family="exploratory")
+    mine = tests[in_claims].join(claim_rows, on=keys).assign(family="claim")
+    return pd.concat([mine, other]).loc[tests.index]
+
+
 def check_claims(profile: str, metrics: pd.DataFrame, datasets: Sequence[str] = DATASETS, level: float = 0.05,
                  margin: float = 0.01, substantial: float = 0.10, n_permutations: int = 10_000,
                  n_bootstrap: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -418,13 +448,39 @@ def check_claims(profile: str, metrics: pd.DataFrame, datasets: Sequence[str] = 
     """
     datasets = [d for d in datasets if d in set(metrics["dataset"])]
     kw = dict(n_permutations=n_permutations, n_bootstrap=n_bootstrap)
-    parts = {}
+    parts = []
     for subset, ds, langs in (("all", datasets, None), ("never-seen", [d for d in datasets if d == "xquad_r"],
                                                         ZERO_SHOT_LANGS)):
-        comp = pd.concat([
+        parts.append(pd.concat([
             compare_arms(profile, metrics, [("hybrid", "mono"), ("hybrid", "cross")], ds, metric="map",
                          langs=langs, **kw),
             compare_arms(profile, metrics, [("hybrid", "mono")], ds, ("multi",), "rank_distance", langs, **kw)],
-            ignore_index=True)
-        parts[subset] = label_outcomes(comp.assign(subset=subset), level, margin, substantial)
-    return _verdicts(parts["all"], parts["never-seen"]), pd.concat(parts.values(), ignore_index=True)
+            ignore_index=True).assign(subset=subset))
+    return verdicts_from_comparisons(pd.concat(parts, ignore_index=True), level, margin, substantial)
+
+
+def relabel(profile: str, level: float = 0.05, margin: float = 0.01, substantial: float = 0.10) -> pd.DataFrame:
+    """Re-derive ``verdicts.csv`` and the outcome columns of ``04_claim_comparisons.csv`` and
+    ``04_paired_tests.csv`` from the stored comparisons (after a change of the verdict rule)."""
+    from lib.paths import atomic_write, results_dir
+
+    out = results_dir(profile)
+    verdicts, claims = verdicts_from_comparisons(pd.read_csv(out / "04_claim_comparisons.csv"), level, margin,
+                                                 substantial)
+    tests = label_pairwise(pd.read_csv(out / "04_paired_tests.csv"), claims, level, margin, substantial)
+    for name, table in (("04_claim_comparisons.csv", claims), ("04_paired_tests.csv", tests),
+                        ("verdicts.csv", verdicts)):
+        with atomic_write(out / name) as tmp:
+            table.to_csv(tmp, index=False)
+    return verdicts
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Relabel a profile's stored comparisons with the verdict rule.")
+    ap.add_argument("command", choices=["relabel"])
+    ap.add_argument("profile")
+    ap.add_argument("--margin", type=float, default=0.01)
+    args = ap.parse_args()
+    print(relabel(args.profile, margin=args.margin).to_string(index=False))
