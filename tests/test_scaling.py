@@ -122,14 +122,18 @@ def test_scaling_table_joins_size_and_training_facts():
     assert np.isnan(table.set_index("model").loc["zero-shot_L1", "train_seconds"])
 
 
-def synthetic_per_query(shift: float = 0.1, n_items: int = 40) -> pd.DataFrame:
-    rng = np.random.default_rng(1)
+def synthetic_per_query(shift: float = 0.1, n_items: int = 40, item_sd: float = 0.0, row_sd: float = 0.0,
+                        seed: int = 1) -> pd.DataFrame:
+    """hybrid - mono = shift + an item effect (shared by the item's cells, sd ``item_sd``) + row noise."""
+    rng = np.random.default_rng(seed)
     rows = []
     for item in range(n_items):
+        effect = rng.normal(0, item_sd)
         for cell in ("en-en", "en-de", "de-en"):
             value = float(rng.uniform(0.3, 0.9))
             group = "same" if cell == "en-en" else "cross"
-            for model, v in (("hybrid", value), ("mono", value - shift)):
+            gap = shift + effect + rng.normal(0, row_sd)
+            for model, v in (("hybrid", value), ("mono", value - gap)):
                 rows.append({"model": model, "query_id": f"{cell}/{item}", "item_id": str(item), "group": group,
                              "cell": cell, "ndcg_at_10": v})
     return pd.DataFrame(rows)
@@ -138,12 +142,39 @@ def synthetic_per_query(shift: float = 0.1, n_items: int = 40) -> pd.DataFrame:
 def test_intervals_and_paired_gaps():
     frame = synthetic_per_query(0.1)
     est = S.intervals(frame, "ndcg_at_10", n_boot=200).set_index(["model", "group"])
-    assert est.loc[("hybrid", "cross"), "low"] <= est.loc[("hybrid", "cross"), "estimate"] <= est.loc[("hybrid", "cross"), "high"]
     assert est.loc[("hybrid", "cross"), "n_cells"] == 2
+    hybrid_cross = frame[(frame["model"] == "hybrid") & (frame["group"] == "cross")]
+    want = hybrid_cross.groupby("cell")["ndcg_at_10"].mean().mean()  # macro mean over the two cells
+    assert est.loc[("hybrid", "cross"), "estimate"] == pytest.approx(want)
+    # a constant gap has a degenerate interval and the smallest p-value the sign flips allow
     gap = S.gaps(frame, "ndcg_at_10", [("hybrid", "mono")], n_boot=200, n_permutations=500).set_index("group")
     assert gap.loc["cross", "estimate"] == pytest.approx(0.1)
     assert gap.loc["cross", "low"] == pytest.approx(0.1) and gap.loc["cross", "high"] == pytest.approx(0.1)
-    assert gap.loc["cross", "p_value"] < 0.01
+    assert gap.loc["cross", "p_value"] == pytest.approx(1 / 501)
+
+
+def test_gap_interval_width_and_p_value_follow_the_item_level_differences():
+    """Noisy, item-correlated gaps: the interval has the width of a cluster-level normal interval,
+    sd(item means) / sqrt(items), and the p-value is the sign-flip normal approximation over items."""
+    frame = synthetic_per_query(0.01, n_items=200, item_sd=0.2, row_sd=0.05, seed=3)
+    gap = S.gaps(frame, "ndcg_at_10", [("hybrid", "mono")], n_boot=2000, n_permutations=20_000).set_index("group")
+    wide = frame.pivot_table(index=["item_id", "cell", "group"], columns="model", values="ndcg_at_10").reset_index()
+    wide["d"] = wide["hybrid"] - wide["mono"]
+    for group, part in wide.groupby("group"):
+        per_item = part.groupby("item_id")["d"].mean()  # every item has every cell of the group: macro = mean
+        assert gap.loc[group, "estimate"] == pytest.approx(per_item.mean())
+        se = per_item.std(ddof=1) / np.sqrt(len(per_item))
+        assert gap.loc[group, "high"] - gap.loc[group, "low"] == pytest.approx(2 * 1.96 * se, rel=0.15)
+        assert gap.loc[group, "low"] < gap.loc[group, "estimate"] < gap.loc[group, "high"]
+        z = abs(per_item.sum()) / np.sqrt(np.sum(per_item ** 2))
+        assert gap.loc[group, "p_value"] == pytest.approx(2 * norm_sf(z), abs=0.02)
+    assert 0.001 < gap.loc["cross", "p_value"] < 0.5  # a case where the p-value is informative
+
+
+def norm_sf(z: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.sf(z))
 
 
 def test_write_summaries_writes_non_empty_tables_only(tmp_path, monkeypatch):

@@ -27,7 +27,22 @@ def test_randomization_test_separates_a_real_shift_from_noise():
     b = rng.random(400)
     noise = rng.normal(0, 0.1, 400)
     assert S.paired_randomization_test(b + noise + 0.05, b, n_permutations=2000)["p_value"] < 0.01
-    assert S.paired_randomization_test(b + noise, b + noise[::-1], n_permutations=2000)["p_value"] > 0.05
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.005, 0.01])
+def test_sign_flip_p_value_matches_its_normal_approximation(shift):
+    """With 400 independent differences the sign-flip statistic sum(s_i d_i) has mean 0 and variance
+    sum(d_i^2), and is close to normal: p = 2 (1 - Phi(|sum d| / sqrt(sum d^2)))."""
+    rng = np.random.default_rng(7)
+    b = rng.random(400)
+    a = b + rng.normal(shift, 0.1, 400)
+    d = a - b
+    want = 2 * sps.norm.sf(abs(d.sum()) / np.sqrt(np.sum(d ** 2)))
+    got = S.paired_randomization_test(a, b, n_permutations=20_000, seed=2)
+    assert got["statistic"] == pytest.approx(d.mean())
+    assert got["p_value"] == pytest.approx(want, abs=0.02)
+    swapped = S.paired_randomization_test(b, a, n_permutations=20_000, seed=2)
+    assert swapped["statistic"] == pytest.approx(-d.mean()) and swapped["p_value"] == got["p_value"]
 
 
 def test_clusters_make_the_test_honest_about_duplicated_questions():
