@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lib import strategies
 from lib.errors import ConfigError
 from lib.paths import results_dir, upsert_csv
 from lib.timing import encode_pass, hardware_bf16, precision, set_threads, spread, warm_up
@@ -618,8 +619,7 @@ def find_models(profile: str, backbone: str = "embedded", num_layers: int = 0, m
         for spec in sorted(runs, key=lambda r: (abs(r.alpha - 0.5), r.name)):
             if spec.seed == 0 and spec.strategy not in chosen:
                 chosen[spec.strategy] = spec
-        order = {"mono": 0, "cross": 1, "hybrid": 2}
-        return [zero] + sorted(chosen.values(), key=lambda r: (order.get(r.strategy, 9), r.name))
+        return [zero] + sorted(chosen.values(), key=lambda r: (strategies.order_key(r.strategy), r.name))
     by_name = {r.name: r for r in runs}
     out = []
     for name in (n.strip() for n in models.split(",") if n.strip()):

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from lib import strategies
 from lib.efficiency import DUREADER_METRICS, FAMILIES, OVERLAP, POOL_METRICS, ZERO_SHOT
 
 # --------------------------------------------------------------------------
@@ -154,8 +155,10 @@ def difference_table(rows: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFram
     the mean and largest difference in overlap@10 at identical index settings, and how many points
     differ by more than two standard errors."""
     by = _strategy_models(rows)
+    trained = [s for s in strategies.trained_names() if s in by]
     pairs = [(a, b) for a, b in (("hybrid", "mono"), ("hybrid", "cross"), ("mono", "cross")) if a in by and b in by]
-    pairs += [(a, ZERO_SHOT) for a in ("mono", "cross", "hybrid") if a in by and ZERO_SHOT in by]
+    pairs += [(a, b) for i, a in enumerate(trained) for b in trained[:i] if a not in ("mono", "cross", "hybrid")]
+    pairs += [(a, ZERO_SHOT) for a in trained if ZERO_SHOT in by]
     out = []
     for a, b in pairs:
         for dataset in datasets:

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from lib import metrics as M
+from lib import strategies
 from lib.errors import ConfigError, DataError, ModelError, StudyError
 from lib.paths import atomic_write, results_dir, upsert_csv
 from lib.retrieval import (_sha, block_ranks, encode_cached, encoder_fingerprint, folder_fingerprint,
@@ -63,7 +64,6 @@ SETTINGS = ("mono", "cross", "multi")
 EVAL_VERSION = 1
 METRIC_COLUMNS = ["model", "strategy", "alpha", "seed", "layers", "dataset", "setting", "query_lang",
                   "doc_lang", "metric", "value", "n_queries", "profile"]
-STRATEGY_ALPHA = {"mono": 1.0, "cross": 0.0}
 
 
 # --------------------------------------------------------------------------
@@ -75,8 +75,8 @@ class ModelSpec:
     """What a metrics row says about a model, and how to load it."""
 
     name: str
-    strategy: str          # mono | cross | hybrid | zero-shot
-    alpha: float           # share of mono batches; NaN for zero-shot
+    strategy: str          # a name of lib.strategies (zero-shot for untrained models)
+    alpha: float           # share of mono batches (lib.strategies.mono_share); NaN for zero-shot
     seed: float            # training seed; NaN for zero-shot
     layers: float          # num_hidden_layers (NaN until known)
     fingerprint: str
@@ -121,9 +121,10 @@ def describe_model(model, model_name: str | None = None, num_layers: int = 0) ->
                              "rerun its training")
         cfg = json.loads((path / "train_config.json").read_text())
         strategy = str(cfg.get("strategy", "")).strip()
-        if strategy not in ("mono", "cross", "hybrid"):
-            raise ModelError(f"{path / 'train_config.json'}: strategy={strategy!r}; expected mono, cross or hybrid")
-        alpha = STRATEGY_ALPHA.get(strategy, float(cfg.get("alpha", math.nan)))
+        if strategy not in strategies.trained_names():
+            raise ModelError(f"{path / 'train_config.json'}: strategy={strategy!r}; expected one of "
+                             f"{', '.join(strategies.trained_names())}")
+        alpha = strategies.mono_share(strategy, float(cfg.get("alpha", 0.5)))
         fp = _sha(folder_fingerprint(path / "model"), json.dumps(cfg, sort_keys=True))
         return ModelSpec(safe_name(model_name or path.name), strategy, alpha, float(cfg.get("seed", math.nan)),
                          _config_layers(path / "model"), fp, lambda: load_encoder(str(path / "model")))

@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from numbers import Real
 from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
+from lib import strategies
 from lib.errors import ConfigError, DataError
 
-STRATEGIES = ("mono", "cross", "hybrid")
+STRATEGIES = strategies.trained_names()  # TEMPORARY alias, removed once config.py / training.py import the registry
+mono_share = strategies.mono_share  # TEMPORARY alias (same)
 DATASET_CHOICES = ("size", "uniform")
 KINDS = ("mono", "cross")
 REQUIRED_COLUMNS = ("dataset", "item_id", "query_lang", "doc_lang")
@@ -62,17 +63,11 @@ class Batch:
         return len(self.indices)
 
 
-def mono_share(strategy: str, alpha: float) -> float:
-    """Probability that a batch is monolingual: 1 (mono), 0 (cross) or alpha (hybrid)."""
-    return {"mono": 1.0, "cross": 0.0}.get(strategy, float(alpha))
-
-
 def check_options(strategy: str, batch_size: int, alpha: float, seed: int, dataset_choice: str) -> None:
     """Raise ConfigError on a bad sampling option (shared with TrainConfig)."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy={strategy!r}: use one of {', '.join(STRATEGIES)}")
-    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 <= float(alpha) <= 1.0:
-        raise ConfigError(f"alpha={alpha!r}: the share of monolingual batches must be a number in [0, 1]")
+    if strategy not in strategies.trained_names():
+        raise ConfigError(f"strategy={strategy!r}: use one of {', '.join(strategies.trained_names())}")
+    strategies.check_alpha(alpha)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
         raise ConfigError(f"batch_size={batch_size!r}: use an integer >= 2 (in-batch negatives need a second pair)")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -130,7 +125,7 @@ class BatchSampler:
     # ------------------------------------------------------------------ pools
 
     def _kind_needed(self, kind: str) -> bool:
-        share = mono_share(self.strategy, self.alpha)
+        share = strategies.mono_share(self.strategy, self.alpha)
         return share > 0.0 if kind == "mono" else share < 1.0
 
     def _build_pools(self) -> dict[tuple[str, str, str | None], np.ndarray]:
@@ -242,7 +237,7 @@ class BatchSampler:
         if epoch in self._cache:
             return list(self._cache[epoch])
         rng = np.random.default_rng([self.seed, int(epoch)])
-        share = mono_share(self.strategy, self.alpha)
+        share = strategies.mono_share(self.strategy, self.alpha)
         choices = {k: self._weights(k) for k in self._kinds}
         langs: dict[str, list[str]] = {}
         for dataset, kind, lang in self._pools:

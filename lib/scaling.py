@@ -39,13 +39,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from lib import strategies as strategy_registry
 from lib.errors import ConfigError, ModelError
 from lib.paths import atomic_write, results_dir, upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
 
 DEFAULT_SIZES = (3, 6, 12)
-STRATEGIES = ("mono", "cross", "hybrid")
-ZERO_SHOT = "zero-shot"
+ZERO_SHOT = strategy_registry.ZERO_SHOT
+STRATEGIES = strategy_registry.trained_names()  # TEMPORARY alias for notebook 07, removed at integration
 HUB_BACKBONES = (  # the size axis with a network: parameters from the model cards
     "intfloat/multilingual-e5-small",  # 118M (12 x 384)
     "intfloat/multilingual-e5-base",  # 278M (12 x 768)
@@ -198,8 +199,14 @@ def _safe(name: str) -> str:
     return safe_name(name)
 
 
+def _strategies(names: Sequence[str] | None) -> tuple[str, ...]:
+    """The trained strategies to use: all registered ones (``None``) or the named ones, checked."""
+    allowed = strategy_registry.trained_names()
+    return allowed if names is None else parse_list(list(names), "strategies", allowed)
+
+
 def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] = DEFAULT_SIZES,
-                strategies: Sequence[str] = STRATEGIES, alpha: float = 0.5, seed: int = 0,
+                strategies: Sequence[str] | None = None, alpha: float = 0.5, seed: int = 0,
                 depth: int | None = None) -> list[SizedModel]:
     """Zero-shot plus one trained model per strategy for every layer count (depth-truncated axis)."""
     from lib.evaluation import zero_shot_name
@@ -207,7 +214,7 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
 
     depth = backbone_depth(backbone) if depth is None else depth
     check_sizes(sizes, depth, backbone)
-    parse_list(list(strategies), "strategies", STRATEGIES)
+    strategies = _strategies(strategies)
     models = []
     for k in sorted(sizes):
         arg = 0 if k == depth else k
@@ -221,11 +228,12 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
 
 
 def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = "",
-                    strategies: Sequence[str] = STRATEGIES, alpha: float = 0.5, seed: int = 0) -> list[SizedModel]:
+                    strategies: Sequence[str] | None = None, alpha: float = 0.5, seed: int = 0) -> list[SizedModel]:
     """Zero-shot plus trained models at full depth for each hub backbone (needs the hub or its cache)."""
     from lib.evaluation import zero_shot_name
     from lib.training import TrainConfig, run_name
 
+    strategies = _strategies(strategies)
     models = []
     for backbone in backbones:
         depth = backbone_depth(backbone)
@@ -519,8 +527,6 @@ def lareqa_bootstrap_frame(profile: str, models: Iterable[str], dataset: str = "
 # --------------------------------------------------------------------------
 # Tables, figures and the verdict for the notebook
 
-STRATEGY_ORDER = ("zero-shot", "mono", "cross", "hybrid")
-COLORS = {"zero-shot": "0.45", "mono": "tab:blue", "cross": "tab:orange", "hybrid": "tab:green"}
 
 
 def with_size(frame: pd.DataFrame, models: Sequence[SizedModel], scaling: pd.DataFrame,
@@ -535,7 +541,7 @@ def with_size(frame: pd.DataFrame, models: Sequence[SizedModel], scaling: pd.Dat
 def plot_vs_size(ax, table: pd.DataFrame, *, x: str = "non_embedding_params", y: str = "estimate",
                  strategy_col: str = "strategy", label_col: str | None = None, title: str = "") -> None:
     """One line per strategy of ``y`` (with low/high error bars when present) against ``x`` (log scale)."""
-    present = [s for s in STRATEGY_ORDER if s in set(table[strategy_col])]
+    present = sorted(set(table[strategy_col]), key=strategy_registry.order_key)
     for i, strategy in enumerate(present):
         part = table[table[strategy_col] == strategy].sort_values(x)
         err = None
@@ -543,7 +549,7 @@ def plot_vs_size(ax, table: pd.DataFrame, *, x: str = "non_embedding_params", y:
             err = np.vstack([part[y] - part["low"], part["high"] - part[y]]).clip(min=0)
         dodge = 1 + 0.015 * (i - (len(present) - 1) / 2)  # side by side, so overlapping intervals stay readable
         ax.errorbar(part[x] * dodge, part[y], yerr=err, marker="o", capsize=3, label=label_col and part[label_col].iloc[0]
-                    or strategy, color=COLORS.get(strategy))
+                    or strategy, color=strategy_registry.color(strategy))
     ax.set_xscale("log")
     ax.set_xlabel("non-embedding parameters" if x == "non_embedding_params" else x)
     ax.set_title(title)
