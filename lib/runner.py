@@ -266,9 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     state: dict = {}
     profile_name = None
     command = f"./run_all.sh {args.profile}"
+    lock = None
     try:
         profile = load_profile(args.profile)
         profile_name = profile.name
+        if not (args.dry_run or args.prepare):  # first, so a second run stops at once
+            invoked = " ".join(["python -m lib.runner"] + (sys.argv[1:] if argv is None else list(argv)))
+            lock = RunLock(results_dir(profile.name), command=invoked).acquire()
         all_runs = plan_runs(profile)
         runs = _select(all_runs, args.only)
         if args.dry_run:
@@ -286,15 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         if problems and not args.allow_missing:
             raise StudyError("\n       ".join(problems))
         out = results_dir(profile.name)
-        invoked = " ".join(["python -m lib.runner"] + (sys.argv[1:] if argv is None else list(argv)))
-        with RunLock(out, command=invoked) as lock:
-            if lock.stale_holder:
-                print(f"note: {describe_stale(lock.stale_holder)}", flush=True)
-            removed = clean_stale_temps(out)
-            if removed:
-                print(f"note: removed {len(removed)} temporary folder(s) left by an interrupted write "
-                      f"(e.g. {removed[0]})", flush=True)
-            return execute(profile.name, runs, quiet=args.quiet, state=state)
+        if lock.stale_holder:
+            print(f"note: {describe_stale(lock.stale_holder)}", flush=True)
+        removed = clean_stale_temps(out)
+        if removed:
+            print(f"note: removed {len(removed)} temporary folder(s) left by an interrupted write "
+                  f"(e.g. {removed[0]})", flush=True)
+        return execute(profile.name, runs, quiet=args.quiet, state=state)
     except (KeyboardInterrupt, Interrupted):
         if debug:
             raise
@@ -322,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected {type(exc).__name__}: {exc}. Rerun with --debug (or HBT_DEBUG=1) for the "
               "traceback, and report it", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == "__main__":
