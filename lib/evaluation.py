@@ -1,4 +1,4 @@
-"""Evaluation with the paper's protocol on XQuAD-R and MLQA-R (study.md section 2).
+"""Evaluation with the paper's protocol on XQuAD-R and MLQA-R (docs/study.md section 2).
 
 For one model and one dataset, questions and candidate sentences are
 encoded once (cached, see ``lib.retrieval``) and every question is ranked

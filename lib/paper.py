@@ -1,6 +1,6 @@
 """The paper's published numbers, our results in its table layouts, and the test of its claims.
 
-Published numbers (study.md section 2): Table 1 (macro mAP, mono / cross /
+Published numbers (docs/study.md section 2): Table 1 (macro mAP, mono / cross /
 multi) and Table 2 (mean rank distance) of Elmahdy et al. (arXiv
 2408.10536), and LAReQA's mBERT multilingual-pool mAP.
 
@@ -8,7 +8,7 @@ An *arm* is a training strategy (``mono``, ``cross``, ``hybrid`` at the
 paper's alpha 0.5, another alpha as ``hybrid a=<alpha>``) or ``zero-shot``;
 its seeds are its models. Tables average over seeds and show the spread.
 
-Claims (study.md): (1) hybrid matches or beats the better of X-X-mono and
+Claims (docs/study.md): (1) hybrid matches or beats the better of X-X-mono and
 X-Y in every setting; (2) hybrid reduces language bias against X-X-mono
 substantially; (3) the effect holds for languages never seen in training.
 How :func:`check_claims` decides:
