@@ -241,6 +241,31 @@ def verify_file(path: Path) -> None:
     _VERIFIED.add(key)
 
 
+def preflight(datasets) -> list[str]:
+    """Problems (missing or changed files) of ``datasets`` against ``SHA256SUMS``, without parsing anything.
+
+    For the runner, before any notebook starts; a dataset folder that does
+    not exist yet (to be downloaded into the cache) is not a problem here.
+    """
+    root = data_dir()
+    sums = _checksums(str(root.resolve()))
+    problems = []
+    for name in dict.fromkeys(datasets):
+        folder = root / FOLDERS[check_name(name)]
+        if not folder.is_dir():
+            if os.environ.get("HBT_DATA_DIR") or root != CACHE_DIR / "data":
+                problems.append(f"{name}: missing folder {folder}; copy it from the data mirror or point "
+                                "HBT_DATA_DIR to a complete copy")
+            continue
+        prefix = FOLDERS[name].rstrip("/") + "/"
+        for rel in (r for r in sums if r.startswith(prefix)):
+            try:
+                verify_file(root / rel)
+            except DataError as exc:
+                problems.append(str(exc))
+    return list(dict.fromkeys(problems))
+
+
 def verify_all() -> pd.DataFrame:
     """Check every file listed in ``SHA256SUMS``: columns ``file, ok, error``."""
     root = data_dir()

@@ -222,19 +222,34 @@ class RunLock:
         except (OSError, ValueError):
             return {}
 
+    def probe(self) -> None:
+        """Raise :class:`LockedError` now if a live run holds the folder (creates nothing)."""
+        try:
+            fh = open(self.path)
+        except OSError:
+            return
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise self._locked() from None
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _locked(self) -> LockedError:
+        info = self.holder()
+        return LockedError(
+            f"{self.folder} is in use by another run: pid {info.get('pid', '?')} on "
+            f"{info.get('host', '?')}, started {info.get('started', '?')} ({info.get('command', '?')}). "
+            "Wait for it to finish, or stop it (kill <pid>; it resumes when rerun), then rerun this command")
+
     def acquire(self) -> "RunLock":
         self.folder.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            info = self.holder()
             fh.close()
-            raise LockedError(
-                f"{self.folder} is in use by another run: pid {info.get('pid', '?')} on "
-                f"{info.get('host', '?')}, started {info.get('started', '?')} ({info.get('command', '?')}). "
-                "Wait for it to finish, or stop it (kill <pid>; it resumes when rerun), then rerun this command"
-            ) from None
+            raise self._locked() from None
         previous = self.holder()
         if previous.get("pid") and previous.get("pid") != os.getpid():
             self.stale_holder = previous  # its process died without releasing (flock went with it)

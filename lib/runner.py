@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lib.config import NOTEBOOK_DIR, NotebookRun, load_profile, notebook_parameters, plan_runs
-from lib.errors import StudyError
+from lib.errors import DataError, StudyError
 from lib.integrity import LockedError, RunLock, clean_stale_temps, describe_os_error, describe_stale
 from lib.paths import results_dir
 
@@ -131,6 +131,40 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
                 f"notebook {stem} reads notebook 04's evaluation ({out / 'metrics.csv'} does not exist). Run "
                 f"notebook 04 first: {command} --only 04 (or --only 04 05); or add --allow-missing")
     return problems
+
+
+def needed_datasets(run: NotebookRun) -> list[str]:
+    """The datasets a notebook run reads (names of :mod:`lib.data`)."""
+    from lib.data import DATASETS
+
+    values = _values(run)
+    stem = run.notebook.stem[:2]
+    listed = [d.strip() for d in str(values.get("datasets", "")).split(",") if d.strip()]
+    training = ["mlqa_test", "tydiqa"]
+    if stem == "01":
+        return list(DATASETS)
+    if stem in ("02", "03"):
+        return training
+    if stem in ("04", "05"):
+        return listed
+    if stem == "06":
+        return (["dureader_demo"] if values.get("dureader_source", "demo") == "demo" else []) + ["xquad_r"]
+    if stem == "07":
+        return training + listed
+    return []
+
+
+def check_data(runs: list[NotebookRun]) -> None:
+    """DataError listing every missing or changed data file the selected notebooks read (before any runs)."""
+    from lib.data import CHECKSUM_FILE, data_dir, preflight
+
+    needed = list(dict.fromkeys(d for run in runs for d in needed_datasets(run)))
+    problems = preflight(needed)
+    if problems:
+        shown = "\n       ".join(problems[:8]) + (f"\n       ... and {len(problems) - 8} more"
+                                                   if len(problems) > 8 else "")
+        raise DataError(f"{len(problems)} data problem(s) found against {data_dir() / CHECKSUM_FILE} before "
+                        f"running anything:\n       {shown}")
 
 
 # --------------------------------------------------------------------------
@@ -270,9 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         profile = load_profile(args.profile)
         profile_name = profile.name
-        if not (args.dry_run or args.prepare):  # first, so a second run stops at once
-            invoked = " ".join(["python -m lib.runner"] + (sys.argv[1:] if argv is None else list(argv)))
-            lock = RunLock(results_dir(profile.name), command=invoked).acquire()
+        invoked = " ".join(["python -m lib.runner"] + (sys.argv[1:] if argv is None else list(argv)))
+        run_lock = RunLock(results_dir(profile.name), command=invoked)
+        if not (args.dry_run or args.prepare):
+            run_lock.probe()  # first, so a second run stops at once
         all_runs = plan_runs(profile)
         runs = _select(all_runs, args.only)
         if args.dry_run:
@@ -289,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = missing_inputs(profile.name, all_runs, runs, command)
         if problems and not args.allow_missing:
             raise StudyError("\n       ".join(problems))
+        check_data(runs)
         out = results_dir(profile.name)
+        lock = run_lock.acquire()
         if lock.stale_holder:
             print(f"note: {describe_stale(lock.stale_holder)}", flush=True)
         removed = clean_stale_temps(out)
