@@ -62,9 +62,19 @@ ZERO_SHOT = "zero-shot"
 
 
 def overlap_at_k(ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> np.ndarray:
-    """Per query, the share of its exact top-k found in the approximate top-k (recall of the exact top-k)."""
+    """Per query, the share of its exact top-k found in the approximate top-k (recall of the exact top-k).
+
+    faiss pads a list with id -1 when it finds fewer than k neighbours: such a
+    slot finds nothing in ``ids`` and is no neighbour in ``exact_ids`` (the
+    share is over the exact list's real ids; NaN when it has none).
+    """
     k = min(k, exact_ids.shape[1], ids.shape[1])
-    return np.array([len(set(a[:k][a[:k] >= 0]) & set(e[:k])) / k for a, e in zip(ids, exact_ids)])
+    out = np.full(len(ids), np.nan)
+    for r, (a, e) in enumerate(zip(ids, exact_ids)):
+        want = set(e[:k][e[:k] >= 0].tolist())
+        if want:
+            out[r] = len(set(a[:k][a[:k] >= 0].tolist()) & want) / len(want)
+    return out
 
 
 def labelled_metrics(ids: np.ndarray, scores: np.ndarray, qids: Sequence[str], doc_ids: Sequence[str],

@@ -74,6 +74,13 @@ def test_sweep_rows_quality_and_columns(clustered):
               "index_bytes", "bytes_per_vector", "build_s"}
     assert needed <= set(points.columns) and not points[sorted(needed)].isna().any().any()
     exact = points[points["index"] == "exact"].iloc[0]
+    # overlap against a numpy brute-force top 10 (not the library's exact index compared with itself)
+    true_top = np.argsort(-(queries.astype(np.float64) @ docs.astype(np.float64).T), axis=1)[:, :10]
+    for dim in (16, 8):
+        q, d = (x[:, :dim] / np.linalg.norm(x[:, :dim], axis=1, keepdims=True) for x in (queries, docs))
+        top = np.argsort(-(q.astype(np.float64) @ d.astype(np.float64).T), axis=1)[:, :10]
+        want = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, true_top)])
+        assert points.set_index("param").loc[f"dim={dim}", eff.OVERLAP] == pytest.approx(want, abs=0.01), dim
     assert exact[eff.OVERLAP] == 1.0
     assert exact["recall_at_50"] == 1.0 and exact["mrr_at_10"] > 0.9  # queries are near-copies of their docs
     assert exact["bytes_per_vector"] >= 4 * DIM
@@ -219,6 +226,9 @@ def test_encoding_cost_and_e2e_latency_with_tiny_encoder(tiny_encoder, monkeypat
                              precisions=["fp32", "bf16"])
     values = rows.pivot_table(index="param", columns="value_name", values="value")
     assert len(values) == 2 and (values["texts_per_s_p50"] > 0).all()
+    n_tokens = sum(len(x) for x in tiny_encoder.tokenizer(["passage: " + t for t in texts], truncation=True,
+                                                          max_length=16)["input_ids"])
+    assert (values["n_tokens"] == n_tokens).all() and (values["n_texts"] == len(texts)).all()
     assert values["n_params"].nunique() == 1 and values["peak_rss_mib"].notna().all()
     assert values["cosine_vs_fp32"].dropna().iloc[0] > 0.98
     assert "HBT_BF16" not in os.environ  # the precision switch is undone
@@ -318,3 +328,94 @@ def test_end_to_end_timing_needs_aligned_texts_and_every_encoder(clustered, tiny
     with pytest.raises(ConfigError, match="aligned"):
         eff.sweep_models({"m": (q, d)}, qids, doc_ids, None, spec, metrics=(), n_e2e=2,
                          encoders={"m": tiny_encoder}, query_texts=["x"])
+
+
+# --------------------------------------------------------------------------
+# Speeds on a fake clock, -1 ids
+
+
+class FakeClock:
+    """``perf_counter`` for lib.timing; the k-th ``encode`` call of the wrapped encoder takes k * 0.1 s."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.calls = 0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def wrap(self, encoder):
+        clock = self
+
+        class Timed:
+            def __getattr__(self, name):
+                return getattr(encoder, name)
+
+            def encode(self, texts, role, **kw):
+                out = encoder.encode(texts, role, **kw)
+                clock.calls += 1
+                clock.now += 0.1 * clock.calls
+                return out
+        return Timed()
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    import time
+    import types
+
+    from lib import timing
+
+    clock = FakeClock()
+    fake = types.ModuleType("time")
+    fake.__dict__.update(time.__dict__)
+    fake.perf_counter = clock.perf_counter
+    monkeypatch.setattr(timing, "time", fake)
+    return clock
+
+
+def test_encoding_cost_speeds_on_a_fake_clock(tiny_encoder, fake_clock):
+    """Passes take 0.2, 0.3, 0.4 s (fp32; call 1 is the warm-up) and 0.6, 0.7, 0.8 s (bf16)."""
+    texts = [" ".join(f"{c}{i % 10}" for i in range(j % 5 + 1)) for j, c in enumerate("abcdef" * 3)]
+    rows = eff.encoding_cost(fake_clock.wrap(tiny_encoder), texts, max_length=16, batch_size=4, repeats=3,
+                             precisions=["fp32", "bf16"])
+    values = rows.pivot_table(index="param", columns="value_name", values="value")
+    n_tokens = sum(len(x) for x in tiny_encoder.tokenizer(["passage: " + t for t in texts], truncation=True,
+                                                          max_length=16)["input_ids"])
+    for mode, times in (("fp32", [0.2, 0.3, 0.4]), ("bf16", [0.6, 0.7, 0.8])):
+        v = values.loc[f"precision={mode},max_length=16,batch=4"]
+        speeds = len(texts) / np.array(times)
+        for name, q in (("p5", 5), ("p50", 50), ("p95", 95)):
+            assert v[f"texts_per_s_{name}"] == pytest.approx(np.percentile(speeds, q), rel=1e-9), (mode, name)
+        assert v["tokens_per_s"] == pytest.approx(n_tokens / np.median(times), rel=1e-9)
+    assert fake_clock.calls == 8
+
+
+def test_overlap_at_k_with_missing_results():
+    """faiss pads with -1 when it finds fewer than k neighbours: a miss, never a match with another -1."""
+    exact = np.array([[1, 2, 3, 4], [5, 6, -1, -1], [7, 8, 9, 10], [-1, -1, -1, -1]])
+    approx = np.array([[2, 1, -1, -1], [6, -1, -1, -1], [-1, -1, -1, -1], [-1, -1, -1, -1]])
+    got = eff.overlap_at_k(approx, exact, k=4)
+    np.testing.assert_allclose(got[:3], [2 / 4, 1 / 2, 0.0])
+    assert np.isnan(got[3])  # no exact neighbour at all: undefined, not 0 or 1
+    np.testing.assert_allclose(eff.overlap_at_k(exact[:3], exact[:3], k=4), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(eff.overlap_at_k(approx[:2], exact[:2], k=2), [1.0, 1 / 2])
+
+
+def test_labelled_metrics_with_missing_results():
+    """-1 ids (fewer than k results) score as absent results, checked against hand-computed values."""
+    doc_ids = [f"d{i}" for i in range(6)]
+    qids = ["q0", "q1", "q2", "q3"]
+    qrels = pd.DataFrame({"qid": ["q0", "q1", "q1", "q2"], "doc_id": ["d2", "d0", "d5", "d4"]})
+    ids = np.array([[1, 2, -1], [0, -1, -1], [-1, -1, -1], [3, -1, -1]])
+    scores = np.array([[0.9, 0.8, -3.4e38], [0.7, -3.4e38, -3.4e38], [-3.4e38] * 3, [0.5, -3.4e38, -3.4e38]])
+    got = eff.labelled_metrics(ids, scores, qids, doc_ids, qrels, ("mrr_at_10", "recall_at_1", "recall_at_50",
+                                                                   "ndcg_at_10"))
+    # q0: relevant d2 at rank 2; q1: d0 at rank 1, d5 never found; q2: nothing found; q3 has no judgement
+    assert got["mrr_at_10"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert got["recall_at_1"] == pytest.approx((0 + 1 / 2 + 0) / 3)
+    assert got["recall_at_50"] == pytest.approx((1 + 1 / 2 + 0) / 3)
+    ndcg = [1 / np.log2(3), 1 / (1 + 1 / np.log2(3)), 0.0]
+    assert got["ndcg_at_10"] == pytest.approx(np.mean(ndcg))
+    # a -1 id must not be read as the last document (Python's ids[-1]): d5 is relevant to q1
+    assert got["recall_at_50"] < (1 + 1 + 0) / 3

@@ -56,12 +56,32 @@ def test_non_embedding_parameters_of_the_tiny_bert(tiny_encoder):
     assert counts["total_params"] == sum(p.numel() for p in tiny_encoder.model.parameters())
 
 
-def test_encode_speed_is_positive_and_restores_threads(tiny_encoder):
+def test_encode_speed_is_the_best_pass_and_restores_threads(tiny_encoder, monkeypatch):
+    """On a fake clock (the k-th encode call takes k * 0.1 s): a warm-up batch, then passes of 0.2, 0.3 and
+    0.4 s; the speed is the texts over the best pass, with torch's thread count restored."""
+    import time
+    import types
+
     import torch
 
+    from lib import timing
+    from test_efficiency import FakeClock
+
+    clock = FakeClock()
+    fake = types.ModuleType("time")
+    fake.__dict__.update(time.__dict__)
+    fake.perf_counter = clock.perf_counter
+    monkeypatch.setattr(timing, "time", fake)
+    seen_threads = []
+    timed = clock.wrap(tiny_encoder)
+    original = timed.encode
+    timed.encode = lambda *a, **k: (seen_threads.append(torch.get_num_threads()), original(*a, **k))[1]
     before = torch.get_num_threads()
-    speed = S.encode_speed(tiny_encoder, ["a1 a2 a3"] * 20, batch_size=8, max_length=16, threads=1, repeats=1)
-    assert speed > 0 and torch.get_num_threads() == before
+    texts = ["a1 a2 a3"] * 20
+    speed = S.encode_speed(timed, texts, batch_size=8, max_length=16, threads=1, repeats=3)
+    assert clock.calls == 4 and seen_threads == [1] * 4
+    assert speed == pytest.approx(len(texts) / 0.2, rel=1e-9)
+    assert torch.get_num_threads() == before
     with pytest.raises(ConfigError):
         S.encode_speed(tiny_encoder, [], threads=1)
 

@@ -192,8 +192,15 @@ def test_train_without_validation_split(tmp_path, pairs):
 
 
 def test_batch_larger_than_a_language_pool_stops_training(tmp_path, pairs):
-    """On the full data (max_items 0) a pool smaller than one batch is an error naming it."""
-    smallest = pairs[pairs["query_lang"] == pairs["doc_lang"]].groupby(["dataset", "query_lang"]).size().min()
-    with pytest.raises(ConfigError, match=r"batch_size=\d+ is larger than the mono pool of dataset"):
-        train(tiny_cfg(strategy="mono", batch_size=int(smallest) + 1), tmp_path / "run", pairs=pairs,
+    """On the full data (max_items 0) a pool smaller than one batch is an error naming it: dataset,
+    language and size."""
+    train_mono = pairs[(pairs["split"] == "train") & (pairs["query_lang"] == pairs["doc_lang"])]
+    sizes = train_mono.groupby(["dataset", "query_lang"]).size()
+    batch = int(sizes.min()) + 1
+    too_small = sizes[sizes < batch]
+    assert len(too_small) < len(sizes)  # some pools are large enough: the error must name the right one
+    names = "|".join(f"dataset '{d}', language '{lang}': {n} pairs" for (d, lang), n in too_small.items())
+    with pytest.raises(ConfigError, match=rf"batch_size={batch} is larger than the mono pool of ({names}) "
+                                          rf"in .* with only {int(sizes.min())} distinct items/passages"):
+        train(tiny_cfg(strategy="mono", batch_size=batch), tmp_path / "run", pairs=pairs,
               encoder=build_tiny_encoder(), progress=False)
