@@ -40,6 +40,7 @@ that the local MLQARetrieval agrees with mteb's.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -414,8 +415,6 @@ class MtebEncoder:
     similarity is cosine.
     """
 
-    mteb_model_meta = None  # run_mteb fills it when mteb is importable
-
     def __init__(self, encoder, name: str = "", batch_size: int = 32, max_length: int = 512,
                  revision: str | None = None, **kwargs: Any):
         if isinstance(encoder, str):
@@ -423,7 +422,8 @@ class MtebEncoder:
             encoder = load_encoder(encoder, **kwargs)
         self.encoder = encoder
         self.name = name or getattr(encoder, "name", "") or "local-encoder"
-        self.revision = revision
+        self.revision = revision or model_revision(encoder)
+        self._meta = None
         self.batch_size = int(batch_size)
         self.max_length = int(max_length)
         self.calls: list[tuple[str, int]] = []  # (role, n_texts) per encode call, for inspection
@@ -440,6 +440,21 @@ class MtebEncoder:
         self.calls.append((role, len(texts)))
         return self.encoder.encode(texts, role, batch_size=batch_size, max_length=self.max_length,
                                    progress=show)
+
+    @property
+    def mteb_model_meta(self):
+        """mteb's ``ModelMeta`` (name ``hybrid-batch-study/<name>``, revision = weights fingerprint).
+
+        mteb reads it to name result folders and caches (``<name>/<revision>``);
+        built on first use when mteb is installed, else None.
+        """
+        if self._meta is None and importlib.util.find_spec("mteb") is not None:
+            self._meta = model_meta(self)
+        return self._meta
+
+    @mteb_model_meta.setter
+    def mteb_model_meta(self, value) -> None:
+        self._meta = value
 
     @staticmethod
     def similarity(embeddings1: Any, embeddings2: Any):
@@ -461,15 +476,50 @@ class MtebEncoder:
         return (a * b).sum(-1)
 
 
-def _import_mteb():
+def _import_mteb(local: bool = False):
     """Import mteb or raise a StudyError saying what to install (mteb is optional here)."""
     if importlib.util.find_spec("mteb") is None:
-        raise StudyError("the 'mteb' package is not installed: pip install 'mteb>=2' (it downloads the task "
-                         "data from the Hugging Face hub, so it needs a network). Offline, use "
-                         "lib.mteb_eval.evaluate_mlqa_retrieval, the local MLQARetrieval")
+        raise StudyError("the 'mteb' package is not installed: pip install -r requirements-mteb.txt"
+                         + ("" if local else " (hub tasks download their data from the Hugging Face hub, so they "
+                            "need a network). Offline, use lib.mteb_eval.evaluate_mlqa_retrieval, the local "
+                            "MLQARetrieval"))
     import mteb
 
     return mteb
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str | None):
+    """Set an environment variable for a block (None: leave it as it is)."""
+    before = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+
+@contextlib.contextmanager
+def _datasets_progress(show: bool):
+    """Hide the ``datasets`` progress bars mteb's data preparation prints (one per subset) unless asked."""
+    try:
+        import datasets
+        was = datasets.is_progress_bar_enabled()
+    except (ImportError, AttributeError):
+        yield
+        return
+    if not show:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was:
+            datasets.enable_progress_bars()
 
 
 def _offline_flags() -> list[str]:
@@ -495,23 +545,196 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
-def _model_meta(mteb, wrapper: MtebEncoder):
-    """A ModelMeta naming the local model (best effort: its fields differ between mteb versions)."""
-    model = wrapper.encoder.model
-    fields = dict(name=f"local/{wrapper.name}".replace(" ", "_"), revision=wrapper.revision or "local",
-                  release_date=None, languages=None, loader=None,
-                  n_parameters=int(sum(p.numel() for p in model.parameters())), memory_usage_mb=None,
-                  max_tokens=wrapper.max_length, embed_dim=int(model.config.hidden_size), license=None,
-                  open_weights=True, public_training_code=None, public_training_data=None,
-                  framework=["PyTorch"], reference=None, similarity_fn_name="cosine", use_instructions=False,
-                  training_datasets=None)
-    cls = getattr(mteb, "ModelMeta", None)
-    if cls is None:
-        return None
+META_ORG = "hybrid-batch-study"  # mteb wants "organization/model" names
+
+
+def model_revision(encoder) -> str:
+    """A short, stable revision for a model: the stored weights' sha256 when known, else a hash of the weights.
+
+    Trained runs carry ``weights_sha256`` (lib.model_store); the embedded
+    backbone its source file's sha256 and conversion version; the layer
+    count is part of the identity (``num_layers`` truncation). Other models
+    are hashed tensor by tensor (about a second for e5-small).
+    """
+    import hashlib
+
+    info = dict(getattr(encoder, "info", {}) or {})
+    model = encoder.model
+    ident = {"layers": int(model.config.num_hidden_layers), "pooling": getattr(encoder, "pooling", ""),
+             "prefixes": [getattr(encoder, "query_prefix", ""), getattr(encoder, "passage_prefix", "")]}
+    if info.get("weights_sha256"):
+        ident["weights"] = info["weights_sha256"]
+    elif info.get("source_sha256"):
+        ident["source"] = [info["source_sha256"], info.get("conversion_version")]
+    else:
+        from lib.model_store import tensor_sha256
+        ident["tensors"] = {k: tensor_sha256(v) for k, v in model.state_dict().items()}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _meta_class():
+    """mteb 2.x: ``mteb.models.ModelMeta`` (``mteb.ModelMeta`` in early 2.0 pre-releases and 1.x)."""
     try:
-        return cls(**fields)
-    except Exception:  # noqa: BLE001 - a newer/older ModelMeta: mteb falls back to an anonymous meta
-        return None
+        from mteb.models import ModelMeta
+    except ImportError:
+        import mteb
+        ModelMeta = getattr(mteb, "ModelMeta", None)
+        if ModelMeta is None:
+            raise StudyError(f"mteb {getattr(mteb, '__version__', '?')} has neither mteb.models.ModelMeta nor "
+                             "mteb.ModelMeta; install the version in requirements-mteb.txt") from None
+    return ModelMeta
+
+
+def model_meta(wrapper: MtebEncoder):
+    """A ModelMeta naming the local model, so results land in ``<cache>/results/hybrid-batch-study__<name>/<revision>/``.
+
+    Raises StudyError (naming the field) when this mteb's ModelMeta rejects
+    the fields, instead of falling back to mteb's anonymous
+    ``no_model_name/available``.
+    """
+    import re
+
+    ModelMeta = _meta_class()
+    encoder = wrapper.encoder
+    model = encoder.model
+    n_params = int(sum(p.numel() for p in model.parameters()))
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", wrapper.name).strip("_") or "local-encoder"
+    base = str(encoder.info.get("base_name") or "")
+    fields = dict(loader=None, name=f"{META_ORG}/{name}", revision=wrapper.revision, release_date=None,
+                  languages=None, n_parameters=n_params,
+                  n_embedding_parameters=int(embed.weight.numel()) if embed is not None else None,
+                  memory_usage_mb=round(n_params * 4 / 2 ** 20, 1), max_tokens=wrapper.max_length,
+                  embed_dim=int(model.config.hidden_size), license=None, open_weights=True,
+                  public_training_code=None, public_training_data=None, framework=["PyTorch"], reference=None,
+                  similarity_fn_name="cosine", use_instructions=bool(encoder.query_prefix or encoder.passage_prefix),
+                  training_datasets=None, adapted_from=f"{META_ORG}/{base}" if base else None,
+                  modalities=["text"])
+    known = getattr(ModelMeta, "model_fields", None)
+    if known is not None:  # pydantic 2: keep the fields this mteb version has
+        fields = {k: v for k, v in fields.items() if k in known}
+    try:
+        return ModelMeta(**fields)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the cause named
+        raise StudyError(f"mteb's ModelMeta rejected the local model's metadata ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); fields: {sorted(fields)}") from exc
+
+
+# --------------------------------------------------------------------------
+# MLQARetrieval as a local mteb task (offline): the same 49 subsets through mteb's own evaluation
+
+SCRIPTS = {"ar": "ara-Arab", "de": "deu-Latn", "en": "eng-Latn", "es": "spa-Latn", "hi": "hin-Deva",
+           "vi": "vie-Latn", "zh": "zho-Hans"}
+LOCAL_TASK = "MLQARetrievalLocal"
+
+
+def _doc_ids(doc_lang: str, n: int) -> list[str]:
+    """The document ids evaluate_mlqa_retrieval ranks with (trec_eval breaks score ties by id)."""
+    return [f"{doc_lang}-{i:06d}" for i in range(n)]
+
+
+def local_mlqa_task(subsets: dict | None = None, *, max_items: int = 0):
+    """An mteb ``AbsTaskRetrieval`` holding the 49 MLQARetrieval subsets of ``subsets`` (split validation).
+
+    Built from :func:`mteb_view` of each subset (distinct questions and
+    paragraphs, as mteb builds the hub task), with the document ids that
+    :func:`evaluate_mlqa_retrieval` uses, so ``mteb.evaluate`` scores exactly
+    the local task without a network. ``subsets`` defaults to
+    ``lib.data.load_mlqa_retrieval(max_items)``.
+    """
+    _import_mteb(local=True)
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    if subsets is None:
+        from lib.data import load_mlqa_retrieval
+        subsets = load_mlqa_retrieval(max_items=max_items)
+    check_subsets(subsets, complete=not max_items)
+    views = _views(subsets)
+    data = {}
+    for (q_lang, d_lang), (q_texts, _, d_texts, relevant) in views.items():
+        doc_ids = _doc_ids(d_lang, len(d_texts))
+        q_ids = [f"{q_lang}-q{i:06d}" for i in range(len(q_texts))]
+        data[mteb_subset_name(q_lang, d_lang)] = {SPLIT: {
+            "queries": Dataset.from_dict({"id": q_ids, "text": list(q_texts)}),
+            "corpus": Dataset.from_dict({"id": doc_ids, "text": list(d_texts), "title": [""] * len(d_texts)}),
+            "relevant_docs": {q: {doc_ids[j]: 1 for j in rel} for q, rel in zip(q_ids, relevant)},
+            "top_ranked": None}}
+    eval_langs = {name: [SCRIPTS[parse_subset_name(name)[1]], SCRIPTS[parse_subset_name(name)[0]]]
+                  for name in data}
+    n_queries = sum(len(v[SPLIT]["queries"]) for v in data.values())
+
+    class MLQARetrievalLocal(AbsTaskRetrieval):
+        metadata = TaskMetadata(
+            name=LOCAL_TASK, type="Retrieval", category="t2t", modalities=["text"],
+            description="MTEB's MLQARetrieval (validation = MLQA v1 dev, 49 subsets) built offline from the "
+                        f"project's data mirror by lib.mteb_eval.local_mlqa_task ({n_queries} queries"
+                        f"{', max_items=' + str(max_items) if max_items else ''}).",
+            reference="https://github.com/facebookresearch/MLQA",
+            dataset={"path": "local/mlqa-retrieval", "revision": f"max_items-{max_items}"},
+            eval_splits=[SPLIT], eval_langs=eval_langs, main_score=MAIN_METRIC,
+            date=("2019-01-01", "2020-12-31"), domains=["Encyclopaedic", "Written"],
+            task_subtypes=["Question answering"], license="cc-by-sa-3.0", annotations_creators="human-annotated",
+            dialect=[], sample_creation="found", bibtex_citation="")
+
+        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+            self.dataset = data
+            self.data_loaded = True
+
+    return MLQARetrievalLocal()
+
+
+def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, batch_size: int = 32,
+                   max_length: int = 512, out_dir: str | os.PathLike | None = None,
+                   progress: bool | None = False, fp32: bool = True) -> pd.DataFrame:
+    """nDCG@10 per subset from :func:`evaluate_mlqa_retrieval` and from ``mteb.evaluate`` on :func:`local_mlqa_task`.
+
+    Offline. Rows ``query_lang, doc_lang, subset, n_queries, local, mteb,
+    abs_diff, raw_diff``: mteb reports its retrieval metrics rounded to 5
+    decimals, so ``abs_diff`` = |round(local, 5) - mteb| (0 up to float
+    representation when both compute the same ranking) and ``raw_diff`` =
+    |local - mteb| (at most 5e-6 from the rounding alone).
+    ``frame.attrs`` holds ``max_abs_diff``, ``max_raw_diff``, the mteb
+    version and the model's mteb name / revision. mteb's result files go to
+    ``out_dir`` (default ``CACHE_DIR/mteb``).
+
+    ``fp32`` (default) encodes without bf16 autocast for the duration of the
+    check: under bf16 an embedding depends slightly on the other texts of
+    its batch (padding changes the kernels' shapes), and mteb batches each
+    subset's corpus while the local evaluation batches each language once,
+    so a near-tie can flip (seen: one subset of 49 off by 0.0012 nDCG@10,
+    1 layer, 25 items). In fp32 both sides get the same embeddings and the
+    check isolates what it is about: the task construction and the metric.
+    """
+    if subsets is None:
+        from lib.data import load_mlqa_retrieval
+        subsets = load_mlqa_retrieval(max_items=max_items)
+    wrapper = encoder if isinstance(encoder, MtebEncoder) else MtebEncoder(encoder, batch_size=batch_size,
+                                                                           max_length=max_length)
+    task = local_mlqa_task(subsets, max_items=max_items)
+    with _env("HBT_BF16", "0" if fp32 else None):
+        ours = evaluate_mlqa_retrieval(wrapper.encoder, subsets, max_items=max_items, batch_size=batch_size,
+                                       max_length=max_length, progress=progress)
+        theirs = run_mteb(wrapper, [task], out_dir, eval_splits=[SPLIT], batch_size=batch_size,
+                          max_length=max_length, show_progress=bool(progress))
+    theirs = theirs[(theirs["split"] == SPLIT) & (theirs["metric"] == MAIN_METRIC)]
+    by_subset = dict(zip(theirs["hf_subset"], theirs["value"]))
+    table = ours.subsets[["query_lang", "doc_lang", "subset", "n_queries", MAIN_METRIC]].rename(
+        columns={MAIN_METRIC: "local"})
+    table["mteb"] = table["subset"].map(by_subset)
+    if table["mteb"].isna().any():
+        raise StudyError(f"mteb_agreement: mteb returned no {MAIN_METRIC} for subsets "
+                         f"{table.loc[table['mteb'].isna(), 'subset'].tolist()[:5]}")
+    table["abs_diff"] = (table["local"].round(5) - table["mteb"]).abs()
+    table["raw_diff"] = (table["local"] - table["mteb"]).abs()
+    import mteb
+    meta = wrapper.mteb_model_meta
+    table.attrs.update(max_abs_diff=float(table["abs_diff"].max()), max_raw_diff=float(table["raw_diff"].max()),
+                       mteb_version=getattr(mteb, "__version__", "?"), model_name=meta.name,
+                       revision=meta.revision, max_items=max_items, fp32=fp32,
+                       n_queries=int(table["n_queries"].sum()))
+    return table
 
 
 def _score_rows(task_results: Iterable[Any]) -> pd.DataFrame:
@@ -529,35 +752,46 @@ def _score_rows(task_results: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "split", "hf_subset", "metric", "value"])
 
 
-def run_mteb(encoder, tasks: Sequence[str] = MTEB_TASKS, out_dir: str | os.PathLike | None = None, *,
+def run_mteb(encoder, tasks: Sequence[Any] = MTEB_TASKS, out_dir: str | os.PathLike | None = None, *,
              name: str = "", eval_splits: Sequence[str] | None = None, batch_size: int = 32,
-             max_length: int = 512) -> pd.DataFrame:
+             max_length: int = 512, show_progress: bool = True) -> pd.DataFrame:
     """Run ``encoder`` through the ``mteb`` package on ``tasks``; rows task, split, hf_subset, metric, value.
 
-    Needs ``pip install mteb`` and access to the Hugging Face hub (task
-    data). Raises StudyError when mteb is missing, and DataError naming the
-    network when the hub cannot be reached (``HF_HUB_OFFLINE`` set, or a
-    connection failure). mteb's own result files go to ``out_dir`` (its
-    cache; default ``CACHE_DIR/mteb/<name>``); the rows are also written to
-    ``out_dir/mteb_scores.csv``.
+    ``tasks`` are mteb task names (their data comes from the Hugging Face
+    hub, so they need a network) or task objects such as
+    :func:`local_mlqa_task` (offline). Raises StudyError when mteb is
+    missing, and DataError naming the network when hub data cannot be
+    reached (``HF_HUB_OFFLINE`` set, or a connection failure). mteb's own
+    result files go to ``out_dir`` (default ``CACHE_DIR/mteb``), under
+    ``results/hybrid-batch-study__<name>/<revision>/``; the rows are also
+    written to ``out_dir/mteb_scores.csv``.
     """
-    mteb = _import_mteb()
+    mteb = _import_mteb(local=all(not isinstance(t, str) for t in tasks))
+    names = [t for t in tasks if isinstance(t, str)]
     flags = _offline_flags()
-    if flags:
+    if flags and names:
         raise DataError(f"run_mteb: {', '.join(flags)} is set, so the Hugging Face hub (where mteb reads the "
-                        f"data of {list(tasks)}) is not reachable; this is a network setting, not a wrong task "
+                        f"data of {names}) is not reachable; this is a network setting, not a wrong task "
                         "name. Unset it on a machine with a network, or use evaluate_mlqa_retrieval offline")
     wrapper = encoder if isinstance(encoder, MtebEncoder) else MtebEncoder(encoder, name, batch_size, max_length)
-    wrapper.mteb_model_meta = _model_meta(mteb, wrapper)
-    out_dir = Path(out_dir) if out_dir is not None else CACHE_DIR / "mteb" / (name or wrapper.name)
+    if wrapper.mteb_model_meta is None:
+        wrapper.mteb_model_meta = model_meta(wrapper)
+    out_dir = Path(out_dir) if out_dir is not None else CACHE_DIR / "mteb"
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         kwargs = {"eval_splits": list(eval_splits)} if eval_splits else {}
-        task_objs = mteb.get_tasks(tasks=list(tasks), **kwargs)
+        task_objs = list(mteb.get_tasks(tasks=names, **kwargs)) if names else []
+        local = [t for t in tasks if not isinstance(t, str)]
+        if eval_splits:
+            local = [t.filter_eval_splits(list(eval_splits)) if hasattr(t, "filter_eval_splits") else t
+                     for t in local]
+        task_objs += local
         if hasattr(mteb, "evaluate"):  # mteb 2.x
             cache = mteb.ResultCache(cache_path=str(out_dir)) if hasattr(mteb, "ResultCache") else None
-            result = mteb.evaluate(wrapper, task_objs, cache=cache, encode_kwargs={"batch_size": batch_size},
-                                   overwrite_strategy="always")
+            with _datasets_progress(show_progress):
+                result = mteb.evaluate(wrapper, task_objs, cache=cache, show_progress_bar=show_progress,
+                                       encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress},
+                                       overwrite_strategy="always")
             task_results = getattr(result, "task_results", result)
         else:  # mteb 1.x
             task_results = mteb.MTEB(tasks=task_objs).run(wrapper, output_folder=str(out_dir),
@@ -566,8 +800,8 @@ def run_mteb(encoder, tasks: Sequence[str] = MTEB_TASKS, out_dir: str | os.PathL
     except StudyError:
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised with the cause named
-        if _looks_like_network_error(exc):
-            raise DataError(f"run_mteb: the task data of {list(tasks)} could not be downloaded from the Hugging "
+        if names and _looks_like_network_error(exc):
+            raise DataError(f"run_mteb: the task data of {names} could not be downloaded from the Hugging "
                             f"Face hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                             "the network or the hub is unreachable. Retry with a network, or use "
                             "evaluate_mlqa_retrieval offline") from exc
