@@ -45,7 +45,8 @@ EXPECTED: dict[str, Expectation] = {
     "03": Expectation(folders=("models",), extra=("train_logs",)),
     "04": Expectation(tables=(Table("metrics.csv", 10, ("model", "strategy", "value"), query="n_queries > 0"),
                               Table("verdicts.csv", 3, ("claim", "verdict")),
-                              Table("04_claim_comparisons.csv", 1, ("outcome",)),
+                              Table("comparisons.csv", 3, ("claim", "estimate", "ci_low", "ci_high", "p_value",
+                                                           "p_holm", "margin", "outcome")),
                               Table("04_paired_tests.csv", 1, ("outcome",)),
                               Table("04_strategy_table.csv", 1, ("mean",))),
                       figures=("04_",), extra=("verdicts",)),
@@ -87,7 +88,7 @@ def _verdict_problems(folder: Path) -> list[str]:
     bad = sorted(set(v["verdict"]) - set(VERDICTS))
     if bad:
         out.append(f"{path}: unknown verdict(s) {bad}; allowed {VERDICTS}")
-    comp = folder / "04_claim_comparisons.csv"
+    comp = folder / "comparisons.csv"
     if comp.is_file():
         outcomes = set(pd.read_csv(comp)["outcome"].dropna())
         if outcomes - set(OUTCOMES):

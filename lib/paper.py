@@ -13,12 +13,16 @@ X-Y in every setting; (2) hybrid reduces language bias against X-X-mono
 substantially; (3) the effect holds for languages never seen in training.
 How :func:`check_claims` decides:
 
-- Each arm's per-question score (AP, or rank distance) is averaged over
-  its seeds; two arms are compared on the same questions by the macro
-  difference (the paper's averaging), a sign-flip randomization test and a
-  percentile bootstrap interval, both resampling whole items (a question's
-  translations move together), with Holm's correction per metric within
-  each subset (all languages / never-seen languages).
+- Two arms are compared on the same questions by the macro difference (the
+  paper's averaging) of their seed-averaged per-question scores (AP, or
+  rank distance). The unit of evidence is (training seed, question): the
+  interval and p-value come from :func:`lib.stats.seed_question_test`, whose
+  variance has a question part (items as clusters, so a question's
+  translations move together) and a seed part (the spread of each arm's
+  per-seed macro means), with a t reference distribution (Welch-Satterthwaite
+  degrees of freedom). The question-only sign-flip test and cluster bootstrap
+  of the seed-averaged scores are kept beside them for reference. Holm's
+  correction runs within each claim (one family per claim).
 - An outcome follows the one rule of :func:`lib.stats.compare_verdict`:
   ``equivalent`` when the interval lies within +-``margin`` mAP (significant
   or not), else ``better`` / ``worse`` (Holm p < ``level`` and the interval
@@ -272,11 +276,13 @@ def arm_models(metrics: pd.DataFrame, arm: str) -> list[str]:
 
 def arm_scores(profile: str, models: Sequence[str], dataset: str, setting: str, column: str = "ap",
                langs: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per-question ``column`` of a setting averaged over ``models`` (an arm's seeds).
+    """Per-question ``column`` of a setting for each of ``models`` (an arm's seeds).
 
-    Index ``(query_id, doc_lang)``; columns ``value``, ``cell`` (the macro
-    group: query language, or the pair for cross) and ``item_id``. With
-    ``langs``: questions in those languages (cross: either side in them).
+    Index ``(query_id, doc_lang)``; columns ``value`` (the mean over the
+    seeds), ``seed_0`` .. ``seed_<k-1>`` (each model's own score), ``cell``
+    (the macro group: query language, or the pair for cross) and
+    ``item_id``. With ``langs``: questions in those languages (cross: either
+    side in them).
     """
     if not models:
         raise ConfigError(f"no models for this arm on {dataset}; train them first")
@@ -293,28 +299,50 @@ def arm_scores(profile: str, models: Sequence[str], dataset: str, setting: str, 
     base = frames[0]
     for other in frames[1:]:
         S.align(base[column], other[column], ("one seed's model", "another seed's model"))
-    value = pd.concat([f[column] for f in frames], axis=1).mean(axis=1)
+    per_seed = pd.concat([f[column].rename(f"seed_{i}") for i, f in enumerate(frames)], axis=1)
     cell = base["query_lang"] + ("->" + base.index.get_level_values("doc_lang") if setting == "cross" else "")
-    return pd.DataFrame({"value": value, "cell": cell, "item_id": base["item_id"]}).dropna(subset=["value"])
+    out = pd.concat([per_seed.mean(axis=1).rename("value"), per_seed], axis=1)
+    out["cell"], out["item_id"] = cell, base["item_id"]
+    return out.dropna(subset=["value"])
+
+
+def _seed_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if str(c).startswith("seed_")]
 
 
 def compare_scores(a: pd.DataFrame, b: pd.DataFrame, n_permutations: int = 10_000, n_bootstrap: int = 2000,
                    seed: int = 0) -> dict:
-    """Macro means of two arms on the same questions, their difference, interval and p-values."""
+    """Macro means of two arms on the same questions, their difference and its uncertainty.
+
+    The decision statistics respect training seeds: ``ci_low`` / ``ci_high``
+    and ``p_value`` come from :func:`lib.stats.seed_question_test` (seeds and
+    questions as sources of variance; items as clusters). For reference the
+    question-only statistics of the seed-averaged scores are kept as well:
+    ``p_perm`` (sign-flip), ``p_t`` (cluster t-test) and ``ci_low_q`` /
+    ``ci_high_q`` (cluster bootstrap).
+    """
     paired = S.align(a["value"], b["value"], ("arm A", "arm B"))
-    groups, clusters = a.loc[paired.index, "cell"].to_numpy(), a.loc[paired.index, "item_id"].to_numpy()
+    idx = paired.index
+    groups, clusters = a.loc[idx, "cell"].to_numpy(), a.loc[idx, "item_id"].to_numpy()
+    seeds_a = a.loc[idx, _seed_columns(a) or ["value"]].to_numpy().T
+    seeds_b = b.loc[idx, _seed_columns(b) or ["value"]].to_numpy().T
+    test = S.seed_question_test(seeds_a, seeds_b, groups, clusters)
     ci = S.bootstrap_ci(paired["a"] - paired["b"], groups=groups, clusters=clusters, n_bootstrap=n_bootstrap,
                         seed=seed)
     perm = S.paired_randomization_test(paired["a"], paired["b"], groups=groups, clusters=clusters,
                                        n_permutations=n_permutations, seed=seed)
     t = S.paired_t_test(paired["a"], paired["b"], clusters=clusters)
     return {"a_value": S.macro_mean(paired["a"], groups), "b_value": S.macro_mean(paired["b"], groups),
-            "diff": ci["point"], "ci_low": ci["low"], "ci_high": ci["high"], "p_perm": perm["p_value"],
-            "p_t": t["p_value"], "n_questions": len(paired), "n_items": perm["n_clusters"]}
+            "diff": test["point"], "ci_low": test["low"], "ci_high": test["high"], "p_value": test["p_value"],
+            "se": test["se"], "se_seeds": test["se_seeds"], "df": test["df"],
+            "seed_variance_known": test["seed_variance_known"], "ci_low_q": ci["low"], "ci_high_q": ci["high"],
+            "p_perm": perm["p_value"], "p_t": t["p_value"], "n_questions": len(paired),
+            "n_items": perm["n_clusters"]}
 
 
 COMPARISON_COLUMNS = ["subset", "dataset", "setting", "metric", "arm_a", "arm_b", "n_seeds_a", "n_seeds_b",
-                      "a_value", "b_value", "diff", "ci_low", "ci_high", "p_perm", "p_t", "n_questions", "n_items"]
+                      "a_value", "b_value", "diff", "ci_low", "ci_high", "p_value", "se", "se_seeds", "df",
+                      "seed_variance_known", "ci_low_q", "ci_high_q", "p_perm", "p_t", "n_questions", "n_items"]
 
 
 def compare_arms(profile: str, metrics: pd.DataFrame, pairs: Sequence[tuple[str, str]],
@@ -343,16 +371,23 @@ def compare_arms(profile: str, metrics: pd.DataFrame, pairs: Sequence[tuple[str,
     return pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)
 
 
+def _p_column(comp: pd.DataFrame) -> str:
+    """The p-value a decision uses: the seed-aware ``p_value``; tables stored before it existed
+    carry only the question-level ``p_perm``."""
+    return "p_value" if "p_value" in comp.columns and comp["p_value"].notna().any() else "p_perm"
+
+
 def label_outcomes(comp: pd.DataFrame, level: float = 0.05, margin: float = 0.01,
-                   substantial: float = 0.10) -> pd.DataFrame:
-    """Add ``p_holm`` (Holm within each metric) and ``outcome`` to a :func:`compare_arms` table."""
+                   substantial: float = 0.10, family: Sequence[str] = ("metric",)) -> pd.DataFrame:
+    """Add ``p_holm`` (Holm within each ``family`` group) and ``outcome`` to a :func:`compare_arms` table."""
     comp = comp.copy()
+    pcol = _p_column(comp)
     comp["p_holm"] = np.nan
     comp["outcome"] = "no data"
-    for metric in comp["metric"].unique():
-        sel = (comp["metric"] == metric) & comp["p_perm"].notna()
-        comp.loc[sel, "p_holm"] = S.holm(comp.loc[sel, "p_perm"])
-    for i, r in comp[comp["p_perm"].notna()].iterrows():
+    have = comp[pcol].notna()
+    for _, g in comp[have].groupby(list(family), sort=False):
+        comp.loc[g.index, "p_holm"] = S.holm(g[pcol])
+    for i, r in comp[have].iterrows():
         if r["metric"] == "map":
             comp.loc[i, "outcome"] = S.compare_verdict(r["diff"], r["ci_low"], r["ci_high"], r["p_holm"],
                                                        level, margin)
@@ -365,6 +400,13 @@ def label_outcomes(comp: pd.DataFrame, level: float = 0.05, margin: float = 0.01
             else:
                 comp.loc[i, "outcome"] = "inconclusive"
     return comp
+
+
+def claim_of(comp: pd.DataFrame) -> pd.Series:
+    """The claim each comparison row serves: 1 (mAP, all languages), 2 (rank distance, all
+    languages), 3 (either, never-seen languages)."""
+    return pd.Series(np.where(comp["subset"] == "never-seen", 3, np.where(comp["metric"] == "map", 1, 2)),
+                     index=comp.index)
 
 
 def _claim1(comp: pd.DataFrame) -> tuple[str, str]:
@@ -409,14 +451,45 @@ def _verdicts(everything: pd.DataFrame, unseen: pd.DataFrame) -> pd.DataFrame:
 def verdicts_from_comparisons(comp: pd.DataFrame, level: float = 0.05, margin: float = 0.01,
                               substantial: float = 0.10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Verdicts on claims 1-3 from the claim comparisons (a :func:`compare_arms` table with a
-    ``subset`` column, ``all`` and ``never-seen``): Holm within each metric of each subset, the
-    outcome rule, the claims. Stored comparisons can be relabelled with it (no recomputation)."""
-    comp = comp.drop(columns=["p_holm", "outcome"], errors="ignore")
-    parts = {subset: label_outcomes(g, level, margin, substantial)
-             for subset, g in comp.groupby("subset", sort=False)}
-    empty = label_outcomes(comp.iloc[:0], level, margin, substantial)
-    return (_verdicts(parts.get("all", empty), parts.get("never-seen", empty)),
-            pd.concat(parts.values(), ignore_index=True))
+    ``subset`` column, ``all`` and ``never-seen``): one Holm family per claim, the outcome rule,
+    the claims. Stored comparisons can be relabelled with it (no recomputation). The returned
+    comparisons carry ``claim`` and ``margin`` (mAP rows: ``margin`` in mAP; rank-distance rows:
+    ``substantial``, a share of the baseline's rank distance)."""
+    comp = comp.drop(columns=["p_holm", "outcome", "claim", "margin", "family"], errors="ignore")
+    comp = label_outcomes(comp.assign(claim=claim_of(comp)), level, margin, substantial, family=("claim",))
+    comp["margin"] = np.where(comp["metric"] == "map", margin, substantial)
+    empty = comp.iloc[:0]
+    parts = {subset: g for subset, g in comp.groupby("subset", sort=False)}
+    return _verdicts(parts.get("all", empty), parts.get("never-seen", empty)), comp
+
+
+# comparisons.csv: the published columns first, then what they were computed from
+_FILE_NAMES = {"arm_a": "a", "arm_b": "b", "diff": "estimate"}
+COMPARISONS_FILE_COLUMNS = ["claim", "dataset", "setting", "a", "b", "estimate", "ci_low", "ci_high", "p_value",
+                            "p_holm", "margin", "outcome", "metric", "subset", "a_value", "b_value", "n_seeds_a",
+                            "n_seeds_b", "se", "se_seeds", "df", "seed_variance_known", "ci_low_q", "ci_high_q",
+                            "p_perm", "p_t", "n_questions", "n_items", "method"]
+
+
+def comparisons_file(comp: pd.DataFrame) -> pd.DataFrame:
+    """The study's one table of comparisons (``comparisons.csv``), from a labelled claim-comparison
+    table (:func:`verdicts_from_comparisons`): one row per comparison, the published columns first."""
+    seed_aware = "p_value" in comp.columns and comp["p_value"].notna().any()
+    out = comp.rename(columns=_FILE_NAMES)
+    if not seed_aware:  # a table computed before the seed-aware test existed
+        out["p_value"] = comp["p_perm"]
+        out["seed_variance_known"] = False
+    out["method"] = ("seed-aware t interval and test (seeds and questions)" if seed_aware else
+                     "question bootstrap and sign-flip test on seed-averaged scores")
+    return out.reindex(columns=COMPARISONS_FILE_COLUMNS)
+
+
+def read_comparisons(path) -> pd.DataFrame:
+    """``comparisons.csv`` back in the column names of :func:`compare_arms` (for relabelling)."""
+    frame = pd.read_csv(path).rename(columns={v: k for k, v in _FILE_NAMES.items()})
+    if frame["method"].str.startswith("question").all():
+        frame = frame.drop(columns=["p_value"])  # the stored p_value was the question-level p_perm
+    return frame.drop(columns=["method"])
 
 
 def label_pairwise(tests: pd.DataFrame, claims: pd.DataFrame, level: float = 0.05, margin: float = 0.01,
@@ -460,15 +533,15 @@ def check_claims(profile: str, metrics: pd.DataFrame, datasets: Sequence[str] = 
 
 
 def relabel(profile: str, level: float = 0.05, margin: float = 0.01, substantial: float = 0.10) -> pd.DataFrame:
-    """Re-derive ``verdicts.csv`` and the outcome columns of ``04_claim_comparisons.csv`` and
+    """Re-derive ``verdicts.csv``, the outcomes of ``comparisons.csv`` and the claim rows of
     ``04_paired_tests.csv`` from the stored comparisons (after a change of the verdict rule)."""
     from lib.paths import atomic_write, results_dir
 
     out = results_dir(profile)
-    verdicts, claims = verdicts_from_comparisons(pd.read_csv(out / "04_claim_comparisons.csv"), level, margin,
+    verdicts, claims = verdicts_from_comparisons(read_comparisons(out / "comparisons.csv"), level, margin,
                                                  substantial)
     tests = label_pairwise(pd.read_csv(out / "04_paired_tests.csv"), claims, level, margin, substantial)
-    for name, table in (("04_claim_comparisons.csv", claims), ("04_paired_tests.csv", tests),
+    for name, table in (("comparisons.csv", comparisons_file(claims)), ("04_paired_tests.csv", tests),
                         ("verdicts.csv", verdicts)):
         with atomic_write(out / name) as tmp:
             table.to_csv(tmp, index=False)

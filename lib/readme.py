@@ -82,7 +82,7 @@ def _gap(r) -> str:
 
 
 def claim_verdicts(folder: Path) -> str:
-    comp = _read(folder, "04_claim_comparisons.csv")
+    comp = _read(folder, "comparisons.csv").rename(columns={"a": "arm_a", "b": "arm_b", "estimate": "diff"})
     verdicts = _read(folder, "verdicts.csv").set_index("claim")["verdict"]
     maps = comp[(comp["subset"] == "all") & (comp["metric"] == "map")]
     rows, counts = [], {}

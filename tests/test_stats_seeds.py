@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import lib.stats as S
@@ -149,3 +150,52 @@ def test_verdicts_on_simulated_studies(true_diff, expected, share):
         res = S.seed_question_test(a, b, langs, items)
         hits += S.compare_verdict(res["point"], res["low"], res["high"], res["p_value"], margin=0.01) == expected
     assert hits / R >= share
+
+
+# ------------------------------------------------------------- the claim pipeline
+
+
+def _arms(tmp_path, monkeypatch, seed_shifts_hybrid):
+    from lib import evaluation as E
+    from test_stats import _write_arm
+
+    monkeypatch.setattr(E, "results_dir", lambda profile: tmp_path / profile)
+    rng = np.random.default_rng(0)
+    arms = [_write_arm("unit", f"mono_s{s}", "mono", 1.0, 0.0, 400, rng) for s in range(3)]
+    arms += [_write_arm("unit", f"cross_s{s}", "cross", 0.0, 0.0, 300, rng) for s in range(3)]
+    arms += [_write_arm("unit", f"hybrid_a0.5_s{s}", "hybrid", 0.5, shift, 200, rng)
+             for s, shift in enumerate(seed_shifts_hybrid)]
+    return pd.DataFrame(arms)
+
+
+def test_seed_disagreement_widens_the_claim_intervals(tmp_path, monkeypatch):
+    from lib import paper
+
+    calm = paper.check_claims("unit", _arms(tmp_path / "a", monkeypatch, [0.02, 0.02, 0.02]),
+                              n_permutations=200, n_bootstrap=200)[1]
+    noisy = paper.check_claims("unit", _arms(tmp_path / "b", monkeypatch, [-0.04, 0.02, 0.08]),
+                               n_permutations=200, n_bootstrap=200)[1]
+    pick = lambda c: c[(c["subset"] == "all") & (c["metric"] == "map") & (c["arm_b"] == "mono")]  # noqa: E731
+    width = lambda c: float((pick(c)["ci_high"] - pick(c)["ci_low"]).mean())  # noqa: E731
+    assert width(noisy) > 3 * width(calm)
+    assert (pick(noisy)["se_seeds"] > pick(noisy)["se"] * 0.5).all()  # the seeds dominate the uncertainty
+    assert pick(calm)["outcome"].eq("better").all()
+    assert not pick(noisy)["outcome"].eq("better").any()  # +0.02 on average, but the seeds disagree
+
+
+def test_comparisons_file_round_trip_and_one_family_per_claim(tmp_path, monkeypatch):
+    from lib import paper
+
+    verdicts, comp = paper.check_claims("unit", _arms(tmp_path, monkeypatch, [0.02, 0.03, 0.025]),
+                                        n_permutations=200, n_bootstrap=200)
+    table = paper.comparisons_file(comp)
+    assert table.columns[:12].tolist() == ["claim", "dataset", "setting", "a", "b", "estimate", "ci_low",
+                                           "ci_high", "p_value", "p_holm", "margin", "outcome"]
+    assert sorted(table["claim"].unique()) == [1, 2, 3]
+    for claim, g in table.groupby("claim"):  # Holm within each claim's family
+        assert np.allclose(g["p_holm"], S.holm(g["p_value"]))
+    path = tmp_path / "comparisons.csv"
+    table.to_csv(path, index=False)
+    again_verdicts, again = paper.verdicts_from_comparisons(paper.read_comparisons(path))
+    assert again_verdicts["verdict"].tolist() == verdicts["verdict"].tolist()
+    assert again["outcome"].tolist() == comp["outcome"].tolist()
