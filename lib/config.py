@@ -125,7 +125,7 @@ def load_profile(name_or_path: str) -> Profile:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())}).") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc}).") from exc
     if raw is None:

@@ -309,10 +309,12 @@ def describe_os_error(exc: OSError, folder: str | os.PathLike | None = None) -> 
     """One line naming the folder and the fix, for the OS errors a user can fix; None for others."""
     where = Path(exc.filename) if getattr(exc, "filename", None) else (Path(folder) if folder else None)
     place = where if where is None or where.is_dir() or not where.parent.exists() else where.parent
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        what = "is read-only" if exc.errno == errno.EROFS else "is not writable by this user"
-        return (f"{place or 'a folder'} {what} ({exc.strerror}): fix its permissions (e.g. chmod u+w "
-                f"{place}), or run from a checkout you own; the run wrote nothing incomplete")
+    if exc.errno == errno.EROFS:
+        return (f"{place or 'a folder'} is read-only ({exc.strerror}): remount that disk writable, or work in a "
+                "checkout on a writable disk; the run wrote nothing incomplete")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"{place or 'a folder'} is not writable by this user ({exc.strerror}): fix its permissions "
+                f"(e.g. chmod u+w {place}), or run from a checkout you own; the run wrote nothing incomplete")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (f"no space left on the disk holding {place or 'the results folder'} ({exc.strerror}): free "
                 "some space (e.g. delete old results/<profile>/embeddings folders) and rerun the same command; "

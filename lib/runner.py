@@ -160,10 +160,12 @@ def check_data(runs: list[NotebookRun]) -> None:
 
     needed = list(dict.fromkeys(d for run in runs for d in needed_datasets(run)))
     problems = preflight(needed)
+    if len(problems) == 1:
+        raise DataError(f"{problems[0]} (found before running anything)")
     if problems:
         shown = "\n       ".join(problems[:8]) + (f"\n       ... and {len(problems) - 8} more"
                                                    if len(problems) > 8 else "")
-        raise DataError(f"{len(problems)} data problem(s) found against {data_dir() / CHECKSUM_FILE} before "
+        raise DataError(f"{len(problems)} data problems found against {data_dir() / CHECKSUM_FILE} before "
                         f"running anything:\n       {shown}")
 
 
@@ -181,13 +183,13 @@ def _error_summary(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def _hint(summary: str) -> str:
-    """The fix for OS errors raised inside a notebook."""
+def _hint(summary: str, folder: Path | None = None) -> str:
+    """The fix for OS errors raised inside a notebook (``folder``: where it was writing when unnamed)."""
     m = re.search(r"\[Errno (\d+)\][^:]*(?::\s*'([^']+)')?", summary)
     if not m:
         return ""
     exc = OSError(int(m[1]), os.strerror(int(m[1])), m[2] or None)
-    message = describe_os_error(exc)
+    message = describe_os_error(exc, folder)
     return f"\n        {message}" if message else ""
 
 
@@ -217,7 +219,8 @@ def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, sta
             if getattr(exc, "ename", "") == "KeyboardInterrupt":
                 raise Interrupted() from None
             summary = _error_summary(exc)
-            print(f"\nFAILED: notebook {run.notebook.name} ({run.name}) stopped with: {summary}{_hint(summary)}\n"
+            print(f"\nFAILED: notebook {run.notebook.name} ({run.name}) stopped with: {summary}"
+                  f"{_hint(summary, results_dir(profile_name))}\n"
                   f"        The executed copy with the traceback is {target}", file=sys.stderr)
             return EXIT_FAILED
         seconds = time.perf_counter() - t0
