@@ -536,3 +536,16 @@ def test_full_disk_during_a_results_write_keeps_the_old_file(tmp_path, monkeypat
     assert "no space left on the disk holding" in integrity.describe_os_error(info.value)
     assert target.read_bytes() == before
     assert not integrity.stale_temps(tmp_path)  # atomic_write removed its temporary folder
+
+
+def test_preflight_lists_every_missing_or_changed_file_of_the_needed_datasets(training_root):
+    assert data.preflight(["mlqa_test", "tydiqa"]) == []
+    (training_root / "tydiqa_goldp" / "train_partial" / "tydiqa.goldp.ko.train.json").unlink()
+    es = training_root / "mlqa" / "test_partial" / "test-context-de-question-es.json"
+    es.write_bytes(es.read_bytes()[:-5])
+    problems = data.preflight(["mlqa_test", "tydiqa", "tydiqa"])
+    assert len(problems) == 2
+    assert "test-context-de-question-es.json is corrupt or truncated" in problems[0]
+    assert "tydiqa.goldp.ko.train.json is listed in" in problems[1] and "but missing" in problems[1]
+    assert data.preflight(["xquad_r"]) == [f"xquad_r: missing folder {training_root / 'xquad_r'}; copy it from the "
+                                           "data mirror or point HBT_DATA_DIR to a complete copy"]
