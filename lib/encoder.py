@@ -346,7 +346,8 @@ def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str |
         folder = Path(backbone).expanduser()
         name = backbone
     if folder.is_dir() and backbone != "embedded":
-        from lib.model_store import is_stored, load_stored
+        from lib.model_store import is_stored, load_stored, model_folder
+        folder = model_folder(folder)  # a trained run's folder stands for its model/
         if is_stored(folder):  # a compact run folder or a same_as pointer (lib.model_store)
             return load_stored(folder, num_layers, pooling)
     if folder.is_dir():

@@ -261,6 +261,14 @@ def kind(folder: str | os.PathLike) -> str:
     return "none"
 
 
+def model_folder(folder: str | os.PathLike) -> Path:
+    """A run folder (``train_config.json`` + ``model/``) -> its ``model/``; any other folder as it is."""
+    folder = Path(folder)
+    if (folder / "train_config.json").is_file() and (folder / "model").is_dir() and kind(folder) == "none":
+        return folder / "model"
+    return folder
+
+
 def is_stored(folder: str | os.PathLike) -> bool:
     """Whether :func:`load_stored` (not transformers) must read this folder."""
     return kind(folder) in ("pointer", "compact")
@@ -370,7 +378,9 @@ def model_card(name: str, config: dict, *, base: dict | None = None, facts: dict
     backbone = config.get("backbone", base.get("backbone", "?"))
     layers = config.get("num_layers", 0)
     base_info = base.get("base_info", {})
-    source = ", ".join(f"{k} {v}" for k, v in base_info.items() if k in ("source", "source_sha256"))
+    source = str(base_info.get("source", ""))
+    if base_info.get("source_sha256"):
+        source += f" (sha256 {base_info['source_sha256']})"
     lines = [
         "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
         "tags: [sentence-transformers, feature-extraction, multilingual, retrieval, hybrid-batch-study]", "---", "",

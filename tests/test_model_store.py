@@ -109,6 +109,9 @@ def test_training_from_a_backbone_writes_a_compact_named_run(base_dir, tmp_path,
     assert MS.kind(out / "last") == ("pointer" if facts["best_step"] == cfg.steps else "compact")
     model = load_encoder(str(out / "model"))
     base = load_encoder(str(base_dir))
+    whole_run = load_encoder(str(out))  # the run folder stands for its model/
+    assert whole_run.name == model.name and torch.equal(whole_run.model.embeddings.position_embeddings.weight,
+                                                         model.model.embeddings.position_embeddings.weight)
     assert model.name == f"tiny-bert-h32-l2-s0-{run_name(cfg)}" != base.name
     assert torch.equal(model.model.state_dict()[WORD], base.model.state_dict()[WORD])  # frozen
     moved = [k for k, v in base.model.state_dict().items() if not torch.equal(v, model.model.state_dict()[k])]
@@ -206,3 +209,26 @@ def test_export_refuses_what_is_not_a_model_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="not a model folder"):
         MS.export(tmp_path / "empty", tmp_path / "out")
+
+
+@pytest.mark.real_model
+def test_sentence_transformers_reproduces_a_trained_embedded_run(tmp_path, pairs, monkeypatch):
+    """A smoke-sized run of the embedded backbone (1 layer, 2 steps): exported, SentenceTransformer's
+    encode_query / encode_document equal the project's embeddings (default precision: bf16 where the CPU has it)."""
+    st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is optional "
+                             "(requirements-bench.txt)")
+    monkeypatch.delenv("HBT_BF16", raising=False)
+    cfg = TrainConfig(backbone="embedded", num_layers=1, strategy="hybrid", steps=2, batch_size=4, warmup_steps=1,
+                      eval_every=0, lr=1e-4, bf16=False, val_pairs=8)
+    run = train(cfg, tmp_path / "models" / run_name(cfg), pairs=pairs, progress=False)
+    assert MS.kind(run / "model") == "compact" and MS.kind(run / "last") == "pointer"
+    assert MS.folder_bytes(run) < 10e6  # 1 layer: 1.97M trained values, not the 96M word embeddings
+    out = MS.export(run, tmp_path / "export")
+    model = st.SentenceTransformer(str(out), device="cpu")
+    ours = load_encoder(str(run))
+    assert ours.name == "multilingual-e5-small-q4-hybrid_a0.5_s0_L1"
+    queries = ["Wer schrieb Hamlet?", "¿Cuándo se fundó la ciudad?", "谁发明了电话？", "Who wrote Hamlet?"]
+    docs = ["Hamlet ist eine Tragödie von William Shakespeare.", "La ciudad fue fundada en 1521."]
+    for fn, role, texts in ((model.encode_query, "query", queries), (model.encode_document, "passage", docs)):
+        cos = (fn(texts, convert_to_numpy=True) * ours.encode(texts, role)).sum(1)
+        assert cos.min() >= 0.9999, (role, cos)
