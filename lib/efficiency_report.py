@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -180,121 +181,217 @@ def stage_seconds(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------
-# Figures
+# Figures (colours, order and labels of the models' strategies from lib.strategies)
 
 MARKERS = {"exact": "*", "ivf": "o", "hnsw": "^", "pq": "s", "sq": "D", "trunc": "v"}
+FAMILY_LABELS = {"exact": "exact (flat)", "ivf": "IVF-Flat (nprobe sweep)", "hnsw": "HNSW (efSearch sweep)",
+                 "pq": "product quantization", "sq": "scalar quantization", "trunc": "truncated dimensions"}
+AXIS_LABELS = {
+    "latency_ms_p50": "single-query search latency, median (ms, log scale)",
+    "bytes_per_vector": "index memory per vector (bytes, log scale)",
+    "batch_qps_p50": "batched throughput, median (queries / s, log scale)",
+    "end_to_end_ms_p50": "encode + search latency, median (ms, log scale)",
+    OVERLAP: "overlap@10 with the exact top 10\n(share, 1 = no loss)",
+    "recall_at_10": "recall@10 (share of the relevant\ncandidates in the top 10)",
+    "ndcg_at_10": "nDCG@10",
+}
+DATASET_LABELS = {"xquad_r": "XQuAD-R (11-language pool)", "dureader_demo": "DuReader (demo, Chinese)",
+                  "dureader_hub": "DuRetrieval (C-MTEB)"}
+SHORT = {"latency_ms_p50": "latency", "bytes_per_vector": "memory", "batch_qps_p50": "throughput",
+         OVERLAP: "overlap@10", "recall_at_10": "recall@10", "ndcg_at_10": "nDCG@10"}
 
 
-def plot_pareto(pts: pd.DataFrame, cost: str, quality: str, ax, log_cost: bool = True) -> None:
-    """Every point (marker = index family) and each model's Pareto front (line), one colour per model."""
+def axis_label(name: str) -> str:
+    return AXIS_LABELS.get(name, name.replace("_", " "))
+
+
+def _models(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """(model, strategy) in the registry's display order of the strategies."""
+    pairs = rows[["model", "strategy"]].drop_duplicates()
+    pairs = pairs.assign(key=pairs["strategy"].map(strategies.order_key)).sort_values(["key", "model"], kind="stable")
+    return list(zip(pairs["model"], pairs["strategy"]))
+
+
+def _model_label(model: str, strategy: str) -> str:
+    return f"{strategies.label(strategy)} ({model})" if model != strategy else strategies.label(strategy)
+
+
+def _colours(rows: pd.DataFrame) -> dict[str, str]:
+    """Model -> colour: the strategy's colour; a second model of one strategy gets a shade of it."""
+    out, seen = {}, {}
+    for model, strategy in _models(rows):
+        k = seen.setdefault(strategy, 0)
+        base = strategies.color(strategy)
+        out[model] = base if k == 0 else plt.matplotlib.colors.to_hex(
+            np.clip(np.array(plt.matplotlib.colors.to_rgb(base)) * (1 - 0.25 * k), 0, 1))
+        seen[strategy] = k + 1
+    return out
+
+
+def plot_pareto(pts: pd.DataFrame, cost: str, quality: str, ax, log_cost: bool = True,
+                colours: dict | None = None) -> None:
+    """Every point (marker = index family) and each model's Pareto front (line), colour = strategy."""
     from matplotlib.ticker import NullFormatter
 
-    for i, (model, grp) in enumerate(pts.groupby("model", sort=False)):
-        colour = f"C{i}"
+    colours = colours or _colours(pts)
+    for model, grp in pts.groupby("model", sort=False):
+        colour = colours.get(model, "0.3")
         for family, fam in grp.groupby("index"):
-            ax.scatter(fam[cost], fam[quality], marker=MARKERS.get(family, "x"), color=colour, alpha=0.4, s=20)
+            ax.scatter(fam[cost], fam[quality], marker=MARKERS.get(family, "x"), color=colour, alpha=0.45, s=22)
         front = pareto_front(grp, cost, quality)
-        ax.plot(front[cost], front[quality], "-", color=colour, label=model, lw=1.4)
+        ax.plot(front[cost], front[quality], "-", color=colour, lw=1.4)
     if log_cost:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(cost)
-    ax.set_ylabel(quality)
+    ax.set_xlabel(axis_label(cost))
+    ax.set_ylabel(axis_label(quality))
     ax.grid(alpha=0.3)
 
 
-def plot_knob(pts: pd.DataFrame, family: str, quality: str, ax) -> None:
-    """Quality against the swept search parameter (nprobe / efSearch) of one family, one line per model."""
+def plot_knob(pts: pd.DataFrame, family: str, quality: str, ax, colours: dict | None = None) -> None:
+    """Quality against the swept search parameter (nprobe / efSearch) of one family, one line per model,
+    with 95% intervals (±1.96 standard errors over the queries) where the rows carry them."""
     sub = pts[pts["index"] == family].copy()
     if sub.empty:
         ax.set_visible(False)
         return
+    colours = colours or _colours(pts)
     sub["knob"] = sub["param"].str.rsplit("=", n=1).str[-1].astype(float)
-    for model, grp in sub.groupby("model", sort=False):
+    models = list(dict.fromkeys(sub["model"]))
+    for i, (model, grp) in enumerate(sub.groupby("model", sort=False)):
         grp = grp.sort_values("knob")
-        ax.plot(grp["knob"], grp[quality], "o-", label=model, ms=3)
+        se = grp.get(f"{quality}_se")
+        dodge = 2 ** (0.04 * (i - (len(models) - 1) / 2))  # side by side on the log axis
+        ax.errorbar(grp["knob"] * dodge, grp[quality], yerr=None if se is None else 1.96 * se, fmt="o-",
+                    color=colours.get(model, "0.3"), ms=3, capsize=2, lw=1.2,
+                    label=_model_label(model, grp["strategy"].iloc[0]))
+    knob = sub["param"].iloc[0].rsplit(",", 1)[-1].split("=")[0]
     ax.set_xscale("log", base=2)
-    ax.set_xlabel(sub["param"].iloc[0].rsplit(",", 1)[-1].split("=")[0])
-    ax.set_ylabel(quality)
+    ax.set_xlabel(f"{knob} (log scale)")
+    ax.set_ylabel(axis_label(quality))
     ax.grid(alpha=0.3)
 
 
-def figure_encoding(rows: pd.DataFrame):
-    """Encoding throughput (with p5-p95 bars) and peak memory per model and precision."""
-    import matplotlib.pyplot as plt
+def _model_handles(rows: pd.DataFrame, colours: dict) -> list:
+    from matplotlib.lines import Line2D
 
+    return [Line2D([], [], color=colours[m], lw=1.6, label=_model_label(m, s)) for m, s in _models(rows)]
+
+
+def figure_encoding(rows: pd.DataFrame):
+    """Encoding throughput (median with p5-p95 bars) and peak memory per model and precision."""
     table = encoding_table(rows)
     precisions = [c.split()[0] for c in table.columns if c.endswith(" texts/s")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.8), layout="constrained")
     x = np.arange(len(table))
     width = 0.8 / max(1, len(precisions))
+    hatches = [None, "//", "..", "xx"]
+    strategy_of = dict(_models(rows))
+    colours = [strategies.color(strategy_of.get(m, m)) for m in table.index]
     for i, p in enumerate(precisions):
         mid = table[f"{p} texts/s"].to_numpy()
         err = np.abs(np.vstack([mid - table[f"{p} texts/s p5"], table[f"{p} texts/s p95"] - mid]))
-        axes[0].bar(x + i * width, mid, width, yerr=err, capsize=3, label=p)
-        axes[1].bar(x + i * width, table[f"{p} peak MiB"], width, label=p)
-    for ax, label in zip(axes, ("passages / s (median, p5-p95)", "peak memory above start (MiB)")):
-        ax.set_xticks(x + width * (len(precisions) - 1) / 2, table.index, rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        axes[0].bar(x + i * width, mid, width, yerr=err, capsize=3, color=colours, hatch=hatches[i % 4],
+                    edgecolor="white")
+        axes[1].bar(x + i * width, table[f"{p} peak MiB"], width, color=colours, hatch=hatches[i % 4],
+                    edgecolor="white")
+    for ax, ylabel, title in zip(axes, ("passages / s (median, bars p5-p95 over repeats)",
+                                        "peak memory above start (MiB)"),
+                                 ("Encoding throughput", "Peak memory while encoding")):
+        ax.set_xticks(x + width * (len(precisions) - 1) / 2,
+                      [_model_label(m, strategy_of.get(m, m)) for m in table.index], rotation=20, ha="right",
+                      fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("model (colour = strategy)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor="0.6", hatch=hatches[i % 4], edgecolor="white", label=p)
+               for i, p in enumerate(precisions)]
+    axes[1].legend(handles=handles, title="precision", loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
+                   borderaxespad=0)
+    fig.suptitle("Encoding cost per model (same architecture: differences are timing noise)", fontsize=11)
     return fig
 
 
+def default_panels(datasets: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Notebook 06's Pareto panels: DuReader quality vs latency and vs memory; XQuAD-R overlap@10 and
+    recall@10 vs latency (for the datasets present)."""
+    panels = []
+    for d in datasets:
+        if d == "xquad_r":
+            panels += [(d, "latency_ms_p50", OVERLAP), (d, "latency_ms_p50", "recall_at_10")]
+        else:
+            panels += [(d, "latency_ms_p50", OVERLAP), (d, "bytes_per_vector", OVERLAP)]
+    return panels
+
+
 def figure_fronts(rows: pd.DataFrame, panels: Sequence[tuple[str, str, str]]):
-    """One panel per (dataset, cost, quality): every sweep point and each model's Pareto front."""
-    import matplotlib.pyplot as plt
+    """One panel per (dataset, cost, quality): every sweep point and each model's Pareto front; legends
+    below the panels, so no point is hidden."""
     from matplotlib.lines import Line2D
 
+    colours = _colours(rows)
     n_rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(n_rows, 2, figsize=(11, 3.8 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, 2, figsize=(12, 4.0 * n_rows + 0.8), squeeze=False, layout="constrained")
     for ax, (dataset, cost, quality) in zip(axes.flat, panels):
-        plot_pareto(points(rows, dataset), cost, quality, ax)
-        ax.set_title(dataset, fontsize=10)
+        plot_pareto(points(rows, dataset), cost, quality, ax, colours=colours)
+        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: {SHORT.get(quality, quality)} vs "
+                     f"{SHORT.get(cost, cost)}", fontsize=10)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    axes[0, 0].legend(fontsize=7, loc="lower right")
-    handles = [Line2D([], [], marker=m, ls="", color="grey", label=f) for f, m in MARKERS.items()]
-    axes[0, 1].legend(handles=handles, fontsize=7, loc="lower right", title="index")
-    fig.tight_layout()
+    families = [f for f in MARKERS if f in set(rows["index"])]
+    handles = _model_handles(rows, colours) + [
+        Line2D([], [], marker=MARKERS[f], ls="", color="grey", label=FAMILY_LABELS.get(f, f)) for f in families]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False,
+               title="line = a model's Pareto front (colour = strategy); marker = index family")
+    fig.suptitle("Quality versus cost of every index configuration (95% intervals of overlap@10: 06_search_knobs)",
+                 fontsize=11)
     return fig
 
 
 def figure_knobs(rows: pd.DataFrame, datasets: Sequence[str], quality: str = OVERLAP):
-    """overlap@10 against nprobe (IVF) and efSearch (HNSW) per dataset and model."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.4 * len(datasets)), squeeze=False)
+    """overlap@10 against nprobe (IVF) and efSearch (HNSW) per dataset and model, 95% intervals."""
+    colours = _colours(rows)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11.5, 3.6 * len(datasets) + 0.6), squeeze=False,
+                             layout="constrained")
     for row, dataset in zip(axes, datasets):
         pts = points(rows, dataset)
         for ax, family in zip(row, ("ivf", "hnsw")):
-            plot_knob(pts, family, quality, ax)
-            ax.set_title(f"{dataset}: {family}", fontsize=10)
-        row[0].legend(fontsize=7)
-    fig.tight_layout()
+            plot_knob(pts, family, quality, ax, colours=colours)
+            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: {FAMILY_LABELS[family]}", fontsize=10)
+    fig.legend(handles=_model_handles(rows, colours), loc="outside lower center", ncols=4, fontsize=8,
+               frameon=False, title="model (colour = strategy); bars: 95% interval over the queries")
+    fig.suptitle("Search quality against the search-time parameter", fontsize=11)
     return fig
 
 
 def figure_clustering(rows: pd.DataFrame, dataset: str = "xquad_r"):
     """Language clustering per model: silhouette of the language labels; cell statistics vs shuffled labels."""
-    import matplotlib.pyplot as plt
-
     table = clustering_table(rows, dataset)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    if table.empty:
+        from lib.plots import empty_figure
+        return empty_figure("Language clustering", f"no clustering rows for {dataset}")
+    strategy_of = dict(_models(rows))
+    names = [_model_label(m, strategy_of.get(m, m)) for m in table.index]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.0), layout="constrained")
     x = np.arange(len(table))
-    axes[0].bar(x, table["silhouette"])
-    axes[0].set_ylabel("silhouette of language labels (cosine)")
-    bars = [("cells_dom50", "cells > 50% one language"), ("cells_dom80", "cells > 80% one language"),
-            ("purity", "purity"), ("purity_shuffled", "purity, shuffled labels")]
-    for i, (col, label) in enumerate(bars):
-        axes[1].bar(x + 0.2 * i, table[col], 0.2, label=label, hatch="//" if "shuffled" in col else None)
-    axes[1].set_ylabel("share")
-    axes[1].set_ylim(0, 1.35)
-    axes[1].legend(fontsize=7, ncol=2, loc="upper center")
+    axes[0].bar(x, table["silhouette"], color=[strategies.color(strategy_of.get(m, m)) for m in table.index])
+    axes[0].set_ylabel("silhouette of the language labels\n(cosine; 1 = separate language clusters)")
+    axes[0].set_title("Do languages form clusters?", fontsize=10)
+    bars = [("cells_dom50", "IVF cells > 50% one language"), ("cells_dom80", "IVF cells > 80% one language"),
+            ("purity", "purity (size-weighted)"), ("purity_shuffled", "purity with shuffled labels")]
+    for i, (col, lab) in enumerate(bars):
+        axes[1].bar(x + 0.2 * i, table[col], 0.2, label=lab, color=f"C{i + 4}",
+                    hatch="//" if "shuffled" in col else None, edgecolor="white")
+    axes[1].set_ylabel("share of cells / purity (0-1)")
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_title("Language mix of k-means (IVF) cells", fontsize=10)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     for ax, shift in zip(axes, (0, 0.3)):
-        ax.set_xticks(x + shift, table.index, rotation=20, ha="right", fontsize=8)
+        ax.set_xticks(x + shift, names, rotation=20, ha="right", fontsize=8)
+        ax.set_xlabel("model")
         ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
+    fig.suptitle(f"Language clustering of the {DATASET_LABELS.get(dataset, dataset)} embeddings", fontsize=11)
     return fig
 
 

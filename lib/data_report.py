@@ -1,0 +1,93 @@
+"""Figures of notebook 01 (the data): language pairs, parallelism and token lengths.
+
+Inputs: ``data_summary.csv`` (:func:`lib.data.data_summary`), the training
+pairs (:func:`lib.data.load_training_pairs`), :func:`lib.data.parallelism`
+and :func:`lib.data.token_lengths`.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+DATASET_ORDER = ["xquad_r", "mlqa_r", "mlqa_retrieval", "mlqa_test", "tydiqa", "dureader_demo"]
+LIMITS = ((64, ":"), (128, "--"), (256, "-"))
+
+
+def _pair_matrix(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    sub = frame[frame["dataset"] == dataset]
+    return sub.pivot_table(index="query_lang", columns="doc_lang", values="count", aggfunc="sum").fillna(0)
+
+
+def _count_heatmap(ax, matrix: pd.DataFrame, title: str, cbar_label: str) -> None:
+    im = ax.imshow(matrix.to_numpy(dtype=float), cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix.to_numpy(dtype=float)):
+        ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                color="white" if v > matrix.to_numpy().max() / 2 else "black")
+    ax.set_xticks(range(matrix.shape[1]), matrix.columns)
+    ax.set_yticks(range(matrix.shape[0]), matrix.index)
+    ax.set(title=title, xlabel="passage / context language", ylabel="question language")
+    ax.figure.colorbar(im, ax=ax, shrink=0.7).set_label(cbar_label)
+
+
+def figure_language_pairs(summary: pd.DataFrame, pairs: pd.DataFrame):
+    """Questions per MLQARetrieval subset, MLQA test training pairs per language pair, TyDi pairs per language."""
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.8), gridspec_kw={"width_ratios": [1, 0.85, 1.1]},
+                             layout="constrained")
+    mlqa = summary[(summary["dataset"] == "mlqa_retrieval") & (summary["role"] == "question")]
+    _count_heatmap(axes[0], _pair_matrix(mlqa, "mlqa_retrieval"), "MLQARetrieval (MLQA dev): questions per subset",
+                   "questions")
+    _count_heatmap(axes[1], _pair_matrix(summary[summary["role"] == "pair"], "mlqa_test"),
+                   "MLQA test: training pairs (train + val)", "pairs")
+    tydi = pairs[pairs["dataset"] == "tydiqa"].groupby(["query_lang", "positive"]).size().unstack(fill_value=0)
+    bottom = np.zeros(len(tydi))
+    for kind, colour in (("sentence", "tab:blue"), ("paragraph", "tab:orange")):
+        if kind in tydi:
+            axes[2].bar(tydi.index, tydi[kind], bottom=bottom, color=colour, label=f"{kind} positive")
+            bottom += tydi[kind].to_numpy()
+    axes[2].set(title="TyDi QA GoldP: monolingual training pairs (train + val)", xlabel="language",
+                ylabel="pairs")
+    axes[2].legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, title="positive")
+    fig.suptitle("Language pairs of the evaluation and training data")
+    return fig
+
+
+def figure_parallelism(par: pd.DataFrame, datasets=("xquad_r", "mlqa_r", "mlqa_test")):
+    """Items per number of language versions (questions and passages), one panel per dataset."""
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), layout="constrained")
+    for ax, dataset in zip(np.atleast_1d(axes), datasets):
+        table = par[par["dataset"] == dataset].pivot_table(index="k", columns="side", values="items", fill_value=0)
+        width = 0.8 / max(1, table.shape[1])
+        for i, side in enumerate(table.columns):
+            ax.bar(np.arange(len(table)) + (i - (table.shape[1] - 1) / 2) * width, table[side], width,
+                   label=f"{side} languages", color=f"C{i}")
+        ax.set_xticks(range(len(table)), [str(k) for k in table.index])
+        ax.set(title=dataset, xlabel="languages per item (k)", ylabel="items",
+               ylim=(0, 1.3 * max(1, table.to_numpy().max())))
+        ax.legend(loc="upper left", fontsize=8, ncols=2)
+    fig.suptitle("How parallel the items are")
+    return fig
+
+
+def figure_token_lengths(lengths: pd.DataFrame, ncols: int = 4):
+    """Token lengths per dataset, role and language (boxes) with the 64 / 128 / 256 limits."""
+    groups = lengths.groupby(["dataset", "role"])
+    keys = sorted(groups.groups, key=lambda k: (DATASET_ORDER.index(k[0]) if k[0] in DATASET_ORDER else 99,
+                                                k[1] != "question", k[1]))
+    nrows = int(np.ceil(len(keys) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.1 * nrows), squeeze=False, layout="constrained")
+    for ax, key in zip(axes.flat, keys):
+        sub = groups.get_group(key)
+        langs = sorted(sub["lang"].unique())
+        ax.boxplot([sub.loc[sub["lang"] == lang, "tokens"].to_numpy() for lang in langs], showfliers=False,
+                   patch_artist=True, boxprops={"facecolor": "tab:blue", "alpha": 0.6})
+        ax.set_xticks(range(1, len(langs) + 1), langs, fontsize=8)
+        for limit, style in LIMITS:
+            ax.axhline(limit, color="grey", linestyle=style, linewidth=0.8, label=f"{limit} tokens")
+        ax.set(title=f"{key[0]} · {key[1]}", xlabel="language", ylabel="tokens")
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(LIMITS), title="length limits")
+    fig.suptitle("Token lengths (boxes: quartiles, whiskers 1.5 IQR, outliers hidden)")
+    return fig

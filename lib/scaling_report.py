@@ -1,0 +1,259 @@
+"""Tables, figures and the verdict of notebook 07 (the strategies as the backbone grows).
+
+Moved out of :mod:`lib.scaling` (which runs the experiment) so that no compute
+module imports matplotlib. Inputs are the frames notebook 07 writes:
+``scaling.csv`` (:func:`lib.scaling.scaling_table`), ``07_*_estimates.csv``
+and ``07_*_gaps.csv`` (:func:`lib.scaling.write_summaries`), so every figure
+can be redrawn from ``results/<profile>/`` without the models.
+"""
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from lib import strategies as strategy_registry
+from lib.plots import empty_figure
+from lib.scaling import ZERO_SHOT, SizedModel, plan_frame
+
+MLQA_GROUPS = {"same": "same-language subsets (7)", "cross": "cross-language subsets (42)", "all": "all 49 subsets"}
+LAREQA_GROUPS = {"mono": "mono setting", "cross": "cross setting", "multi": "multi setting"}
+OUTLIER_FACTOR = 1.5  # a run slower than this many times the median of its size's other runs is an outlier
+
+
+# --------------------------------------------------------------------------
+# Tables and the verdict
+
+
+def with_size(frame: pd.DataFrame, models: Sequence[SizedModel], scaling: pd.DataFrame,
+              key: str = "model") -> pd.DataFrame:
+    """Attach strategy, layers and non-embedding parameters of each model (by ``key`` column)."""
+    facts = plan_frame(models)[["model", "strategy", "layers", "backbone"]]
+    facts = facts.merge(scaling[["model", "non_embedding_params", "encode_texts_per_s"]], on="model", how="left")
+    out = frame.merge(facts.rename(columns={"model": key}), on=key, how="left")
+    return out.sort_values(["layers", key], kind="stable").reset_index(drop=True)
+
+
+def gap_pairs(models: Sequence[SizedModel], reference: str = "hybrid",
+              others: Sequence[str] = ("mono", "cross")) -> list[tuple[str, str]]:
+    """(hybrid model, other model) of the same size, for every size and other strategy present."""
+    by_size: dict[tuple[str, int], dict[str, str]] = {}
+    for m in models:
+        by_size.setdefault((m.backbone, m.layers), {})[m.strategy] = m.name
+    return [(names[reference], names[o]) for names in by_size.values() if reference in names
+            for o in others if o in names]
+
+
+def attach_gap_sizes(gap_table: pd.DataFrame, models: Sequence[SizedModel], scaling: pd.DataFrame) -> pd.DataFrame:
+    """Gap rows with the size of the pair and the strategy of ``model_b`` (``strategy_b``)."""
+    out = with_size(gap_table, models, scaling, key="model_b")
+    return out.rename(columns={"strategy": "strategy_b"})
+
+
+def verdict_lines(estimates: pd.DataFrame, gap_table: pd.DataFrame, metric: str) -> list[str]:
+    """Plain-language findings computed from the interval and gap tables (with size columns attached).
+
+    ``estimates``: model, group, estimate, low, high, strategy, layers;
+    ``gap_table``: model_a, model_b, group, estimate, low, high, p_value,
+    strategy_b, layers.
+    """
+    lines = []
+    for group in sorted(gap_table["group"].unique()):
+        part = gap_table[gap_table["group"] == group].sort_values("layers")
+        for other in [s for s in ("mono", "cross") if s in set(part["strategy_b"])]:
+            g = part[part["strategy_b"] == other]
+            wins = int((g["low"] > 0).sum())
+            losses = int((g["high"] < 0).sum())
+            cells = ", ".join(f"{int(r.layers)}L {r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
+                              for r in g.itertuples())
+            trend = g["estimate"].iloc[-1] - g["estimate"].iloc[0] if len(g) > 1 else float("nan")
+            lines.append(f"{metric} {group}: hybrid - {other} = {cells}; hybrid clearly ahead at {wins} of {len(g)} "
+                         f"sizes, clearly behind at {losses}; gap change smallest -> largest {trend:+.3f}.")
+    for group in sorted(estimates["group"].unique()):
+        part = estimates[estimates["group"] == group]
+        largest = part[part["layers"] == part["layers"].max()]
+        best = largest.sort_values("estimate", ascending=False).iloc[0]
+        zero = largest[largest["strategy"] == ZERO_SHOT]
+        text = (f"{metric} {group} at {int(best.layers)} layers: best {best.strategy} {best.estimate:.3f} "
+                f"[{best.low:.3f}, {best.high:.3f}]")
+        if len(zero):
+            text += f"; zero-shot {zero['estimate'].iloc[0]:.3f}"
+        lines.append(text + ".")
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Figures
+
+
+def _params_label(x: str) -> str:
+    return "non-embedding parameters (log scale)" if x == "non_embedding_params" else x
+
+
+def plot_vs_size(ax, table: pd.DataFrame, *, x: str = "non_embedding_params", y: str = "estimate",
+                 strategy_col: str = "strategy", label_col: str | None = None, title: str = "",
+                 label_prefix: str = "") -> None:
+    """One line per strategy of ``y`` (with low/high error bars when present) against ``x`` (log scale);
+    order, colour and label of the strategies from :mod:`lib.strategies`."""
+    present = sorted(set(table[strategy_col]), key=strategy_registry.order_key)
+    for i, strategy in enumerate(present):
+        part = table[table[strategy_col] == strategy].sort_values(x)
+        err = None
+        if {"low", "high"} <= set(part.columns):
+            err = np.vstack([part[y] - part["low"], part["high"] - part[y]]).clip(min=0)
+        dodge = 1 + 0.015 * (i - (len(present) - 1) / 2)  # side by side, so overlapping intervals stay readable
+        name = part[label_col].iloc[0] if label_col else strategy_registry.label(strategy)
+        ax.errorbar(part[x] * dodge, part[y], yerr=err, marker="o", capsize=3, label=label_prefix + name,
+                    color=strategy_registry.color(strategy))
+    ax.set_xscale("log")
+    ax.set_xlabel(_params_label(x))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def _size_ticks(ax, table: pd.DataFrame) -> None:
+    """Tick every size at its parameter count, labelled with its layers."""
+    sizes = table.drop_duplicates("layers").sort_values("non_embedding_params")
+    ax.set_xticks(sizes["non_embedding_params"],
+                  [f"{p / 1e6:.1f}M\n({int(k)} layers)" for p, k in zip(sizes["non_embedding_params"], sizes["layers"])],
+                  fontsize=8)
+    ax.minorticks_off()
+
+
+def plot_groups(table: pd.DataFrame, groups: Sequence[str], ylabel: str, title: str, *, gaps: bool = False,
+                margin: float | None = None, group_titles: dict | None = None):
+    """One panel per group: estimates (or hybrid gaps when ``gaps``) against non-embedding parameters,
+    95% bootstrap intervals; the legend sits outside the panels."""
+    table = table[table["group"].isin(groups)]
+    if table.empty:
+        return empty_figure(title, "no estimates for these groups")
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.4 * len(groups) + 2.2, 3.9), squeeze=False,
+                             layout="constrained")
+    for ax, group in zip(axes[0], groups):
+        part = table[table["group"] == group]
+        if gaps:
+            part = part.assign(strategy=part["strategy_b"])
+            if margin:
+                ax.axhspan(-margin, margin, color="0.88", zorder=0, label=f"±{margin:g} (notebook 04's equivalence margin)")
+            ax.axhline(0, color="0.3", lw=0.8, label="no difference")
+        plot_vs_size(ax, part, title=(group_titles or (MLQA_GROUPS if "same" in groups else LAREQA_GROUPS)).get(group, group), label_prefix="hybrid - " if gaps else "")
+        if len(part):
+            _size_ticks(ax, part)
+        ax.set_ylabel(ylabel)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    for ax in axes[0][1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    axes[0][-1].legend(list(seen.values()), list(seen.keys()), loc="upper left", bbox_to_anchor=(1.02, 1),
+                       borderaxespad=0, fontsize=8)
+    what = "hybrid minus each strategy at the same size" if gaps else "score of each strategy"
+    fig.suptitle(f"{title}: {what} (95% bootstrap intervals over questions)", fontsize=11)
+    return fig
+
+
+def figure_size_axis(sizes: pd.DataFrame, threads: int | None = None):
+    """Non-embedding parameters and encoding throughput per number of layers kept."""
+    sizes = sizes.drop_duplicates("layers").sort_values("layers")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    axes[0].plot(sizes["layers"], sizes["non_embedding_params"] / 1e6, "o-", color="0.3")
+    axes[0].set(xlabel="transformer layers kept", ylabel="non-embedding parameters (millions)",
+                title="Model size")
+    axes[1].plot(sizes["layers"], sizes["encode_texts_per_s"], "o-", color="0.3")
+    where = f"{threads} threads, " if threads else ""
+    axes[1].set(xlabel="transformer layers kept", ylabel="encoding throughput (texts / s)",
+                title=f"Encoding speed ({where}MLQA paragraphs)")
+    for ax in axes:
+        ax.set_xticks(sizes["layers"])
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    fig.suptitle("The size axis: the backbone cut to its first k layers")
+    return fig
+
+
+def _seed_of(model: str) -> int | None:
+    m = re.search(r"_s(\d+)", str(model))
+    return int(m.group(1)) if m else None
+
+
+def training_cost_table(scaling: pd.DataFrame, run_times: pd.DataFrame | None = None,
+                        factor: float = OUTLIER_FACTOR) -> pd.DataFrame:
+    """Trained runs with ``train_seconds``, an ``outlier`` flag (slower than ``factor`` x the median of
+    the other runs of the same size: same architecture and steps, so the extra time is machine load)
+    and ``estimate_seconds``: for an outlier, the same strategy's other seeds' notebook-03 wall time
+    (``run_times.csv``) minus the median non-training overhead of the same-size runs; else
+    ``train_seconds``. ``estimate_source`` says which."""
+    t = scaling[(scaling["strategy"] != ZERO_SHOT) & scaling["train_seconds"].notna()].copy()
+    t["train_seconds"] = t["train_seconds"].astype(float)
+    t["seed"] = t["model"].map(_seed_of)
+    t["outlier"] = False
+    for layers, grp in t.groupby("layers"):
+        for idx in grp.index:
+            others = grp.drop(index=idx)["train_seconds"]
+            if len(others) and t.at[idx, "train_seconds"] > factor * others.median():
+                t.at[idx, "outlier"] = True
+    t["estimate_seconds"] = t["train_seconds"]
+    t["estimate_source"] = "measured"
+    if run_times is None or run_times.empty or not t["outlier"].any():
+        return t
+    nb = run_times[run_times["notebook"] == "03_training"].copy()
+    nb["strategy"] = nb["run"].str.extract(r"strategy-([^_]+)", expand=False)
+    nb["seed"] = nb["run"].str.extract(r"seed-(\d+)", expand=False).astype(float)
+    for idx in t.index[t["outlier"]]:
+        row = t.loc[idx]
+        same = t[(t["layers"] == row["layers"]) & ~t["outlier"]]
+        wall = nb.set_index(["strategy", "seed"])["seconds"]
+        overhead = [wall.get((s, float(seed))) - secs for s, seed, secs in
+                    zip(same["strategy"], same["seed"], same["train_seconds"]) if (s, float(seed)) in wall.index]
+        other_seeds = nb[(nb["strategy"] == row["strategy"]) & (nb["seed"] != row["seed"])]["seconds"]
+        if overhead and len(other_seeds):
+            t.at[idx, "estimate_seconds"] = float(other_seeds.median() - np.median(overhead))
+            seeds = ", ".join(str(int(s)) for s in sorted(nb.loc[other_seeds.index, "seed"]))
+            t.at[idx, "estimate_source"] = (f"seeds {seeds}: notebook-03 wall time {other_seeds.median():.0f} s "
+                                            f"minus {np.median(overhead):.0f} s non-training overhead")
+        else:
+            t.at[idx, "estimate_seconds"] = float(same["train_seconds"].median()) if len(same) else np.nan
+            t.at[idx, "estimate_source"] = "median of the other strategies at this size"
+    return t
+
+
+def figure_training_cost(scaling: pd.DataFrame, run_times: pd.DataFrame | None = None):
+    """Training time (optimizer steps only) against size per strategy; outlying timings (taken while
+    other work shared the machine) are drawn as crosses and replaced on the line by the estimate from
+    the strategy's other seeds, with the reason written in the figure."""
+    t = training_cost_table(scaling, run_times)
+    if t.empty:
+        return empty_figure("Training time vs model size", "no trained runs with a train time")
+    fig, ax = plt.subplots(figsize=(7.5, 4.4), layout="constrained")
+    line = t.assign(train_seconds=t["estimate_seconds"])
+    plot_vs_size(ax, line, y="train_seconds", title="")
+    _size_ticks(ax, t)
+    reused = t[t["reused"].astype(str) == "True"] if "reused" in t else t.iloc[:0]
+    if len(reused):
+        ax.scatter(reused["non_embedding_params"], reused["estimate_seconds"], s=90, facecolors="none",
+                   edgecolors="black", label="reused run (timed when first trained)", zorder=3)
+    notes = []
+    for _, r in t[t["outlier"]].iterrows():
+        ax.scatter(r["non_embedding_params"], r["train_seconds"], marker="x", s=70, color="red", zorder=4,
+                   label="outlier timing, not on the line")
+        ax.annotate(f"{r['model']}: {r['train_seconds']:.0f} s", (r["non_embedding_params"], r["train_seconds"]),
+                    xytext=(-8, 0), textcoords="offset points", ha="right", va="center", fontsize=8, color="red")
+        ax.scatter(r["non_embedding_params"], r["estimate_seconds"], marker="s", s=45, facecolors="none",
+                   edgecolors=strategy_registry.color(r["strategy"]), zorder=4, label="estimate from the other seeds")
+        notes.append(f"{r['model']} took {r['train_seconds']:.0f} s, {r['train_seconds'] / t[(t['layers'] == r['layers']) & ~t['outlier']]['train_seconds'].median():.1f}x "
+                     f"the other runs of its size with the same architecture and steps: it was timed while other "
+                     f"work shared the machine. The line uses {r['estimate_source']} ({r['estimate_seconds']:.0f} s).")
+    handles, labels = ax.get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    ax.legend(list(seen.values()), list(seen.keys()), loc="upper left", fontsize=8)
+    ax.set_ylabel("training time, optimizer steps only (s)")
+    ax.set_ylim(bottom=0)
+    title = "Training time vs model size"
+    if len(t):
+        title += f" ({int(t['steps'].dropna().iloc[0]) if 'steps' in t and t['steps'].notna().any() else '?'} steps)"
+    fig.suptitle(title + "".join("\n" + textwrap.fill(n, 100) for n in notes), fontsize=10)
+    return fig
