@@ -153,7 +153,15 @@ class Explorer:
         """The model itself (loaded on first use: only typed questions need it)."""
         if name not in self._loaders:
             self._loaders[name] = resolve_encoder(self.spec(name).load)
-        return self._loaders[name]()
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar per model in the notebook
+        try:
+            return self._loaders[name]()
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
 
     def embeddings(self, name: str, role: str) -> np.ndarray:
         """Pool (``passage``) or dataset-question (``query``) embeddings, from the evaluation cache."""
@@ -261,7 +269,7 @@ def search(ex: Explorer, question: str, k: int = 10, doc_langs=None, models: Seq
                                        "answers_item", "text"])
 
 
-def side_by_side(hits: pd.DataFrame, width: int = 60) -> pd.DataFrame:
+def side_by_side(hits: pd.DataFrame, width: int = 90) -> pd.DataFrame:
     """:func:`search` rows as one column per model: ``[lang] mark text`` per rank (mark: relevant or not)."""
     def cell(r):
         text = r.text if len(r.text) <= width else r.text[:width - 1] + "\u2026"
@@ -394,6 +402,12 @@ def _settings(profile: str, current: dict) -> dict:
     return {k: values.get(k, v) for k, v in current.items()}
 
 
+def _left(frame: pd.DataFrame):
+    """Left-aligned text cells (pandas right-aligns them in HTML)."""
+    return frame.style.set_properties(**{"text-align": "left"}).set_table_styles(
+        [{"selector": "th", "props": [("text-align", "left")]}])
+
+
 def widget(ex: Explorer, *, backbone: str = "embedded", num_layers: int = 0, k: int = 10,
            question: str = ""):
     """An ipywidgets panel over :func:`search` and :func:`question_ranks` (needs ``ipywidgets``).
@@ -460,7 +474,7 @@ def widget(ex: Explorer, *, backbone: str = "embedded", num_layers: int = 0, k: 
         with out_ask:
             if w_question.value.strip():
                 last["ask"] = side_by_side(search(state["ex"], w_question.value, w_k.value, chosen_langs()))
-                display(last["ask"])
+                display(_left(last["ask"]))
 
     def list_questions(*_):
         table = question_table(state["ex"], [w_qlang.value], chosen_langs())
@@ -484,7 +498,7 @@ def widget(ex: Explorer, *, backbone: str = "embedded", num_layers: int = 0, k: 
             display(last["question"])
             plot_question_ranks(ranks)
             plt.show()
-            display(side_by_side(search(state["ex"], w_qid.value, w_k.value, chosen_langs())))
+            display(_left(side_by_side(search(state["ex"], w_qid.value, w_k.value, chosen_langs()))))
 
     refresh_controls()
     w_go.on_click(ask)
@@ -493,7 +507,7 @@ def widget(ex: Explorer, *, backbone: str = "embedded", num_layers: int = 0, k: 
     w_qid.observe(show_question, "value")
     w_profile.observe(reopen, "value")
     w_dataset.observe(reopen, "value")
-    apply = W.Button(description="apply models / languages")
+    apply = W.Button(description="apply", tooltip="reopen with the chosen models and candidate languages")
     apply.on_click(reopen)
     tabs = W.Tab(children=[W.VBox([W.HBox([w_question, w_go]), out_ask]),
                            W.VBox([w_qlang, w_qid, out_q])])
