@@ -48,8 +48,9 @@ def _notebook_values(profile: str, notebook: str) -> dict:
     return values
 
 
-def _main_metrics(profile: str) -> pd.DataFrame:
-    """metrics.csv rows of notebook 04's backbone depth (the zero-shot model of its backbone)."""
+def _main_metrics(profile: str) -> tuple[pd.DataFrame, list[str]]:
+    """metrics.csv rows of notebook 04's backbone depth (the zero-shot model of its backbone) and its
+    datasets in the notebook's order."""
     from lib.evaluation import zero_shot_name
 
     metrics = _csv(profile, "metrics.csv")
@@ -59,8 +60,9 @@ def _main_metrics(profile: str) -> pd.DataFrame:
     if layers.empty:
         raise Missing(f"metrics.csv has no row of {zero}")
     datasets = [d.strip() for d in str(values.get("datasets", "xquad_r,mlqa_r")).split(",") if d.strip()]
-    return metrics[(metrics["layers"] == layers.iloc[0]) & metrics["dataset"].isin(datasets)
-                   & metrics["setting"].isin(["mono", "cross", "multi"])]
+    metrics = metrics[(metrics["layers"] == layers.iloc[0]) & metrics["dataset"].isin(datasets)
+                      & metrics["setting"].isin(["mono", "cross", "multi"])]
+    return metrics, [d for d in datasets if d in set(metrics["dataset"])]
 
 
 # --------------------------------------------------------------------------
@@ -131,9 +133,8 @@ def figures_03(profile: str):
 def figures_04(profile: str):
     from lib import evaluation_report as report
 
-    metrics = _main_metrics(profile)
+    metrics, datasets = _main_metrics(profile)
     comparisons = _csv(profile, "04_claim_comparisons.csv")
-    datasets = list(dict.fromkeys(metrics["dataset"]))
     yield "04_map_by_strategy", lambda: report.figure_gaps(comparisons, metrics, datasets=datasets)
     if "xquad_r" in datasets:
         yield "04_seen_unseen", lambda: report.figure_seen_unseen(comparisons, "xquad_r")
