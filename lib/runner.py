@@ -169,6 +169,18 @@ def check_data(runs: list[NotebookRun]) -> None:
                         f"running anything:\n       {shown}")
 
 
+def check_backbone(runs: list[NotebookRun]) -> None:
+    """The converted embedded backbone, checked (and converted again if damaged) before any notebook starts.
+
+    Done here so that the warning reaches the user even with ``--quiet``;
+    the notebooks find the folder intact afterwards.
+    """
+    if any(_values(run).get("backbone") == "embedded" for run in runs):
+        from lib.encoder import embedded_model_dir
+
+        embedded_model_dir()
+
+
 # --------------------------------------------------------------------------
 # Running
 
@@ -336,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         if removed:
             print(f"note: removed {len(removed)} temporary folder(s) left by an interrupted write "
                   f"(e.g. {removed[0]})", flush=True)
+        check_backbone(runs)
         return execute(profile.name, runs, quiet=args.quiet, state=state)
     except (KeyboardInterrupt, Interrupted):
         if debug:

@@ -40,6 +40,9 @@ def own_cache(tmp_path, monkeypatch):
 def results(tmp_path, monkeypatch):
     """results/<profile>/ under tmp_path (lib.paths.results_dir reads PROJ_ROOT at call time)."""
     monkeypatch.setattr(paths, "PROJ_ROOT", tmp_path)
+    # the real data mirror and backbone are checked by their own tests and by benchmarks/fault_sweep.py
+    monkeypatch.setattr(runner, "check_data", lambda runs: None)
+    monkeypatch.setattr(runner, "check_backbone", lambda runs: None)
     return tmp_path / "results"
 
 
