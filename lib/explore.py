@@ -310,7 +310,7 @@ def question_table(ex: Explorer, query_langs=None, doc_langs=None) -> pd.DataFra
     out["n_relevant"] = [len(r) for r in rel]
     for name in ex.names:
         q = ex.embeddings(name, "query")[keep]
-        ranks = block_ranks(q, ex.embeddings(name, "passage")[mask], rel, threads=1)[0] if len(keep) else []
+        ranks = block_ranks(q, ex.embeddings(name, "passage")[mask], rel)[0] if len(keep) else []
         out[name] = [rank_distance(r) for r in ranks]
     if ex.names and len(out):
         out = out.sort_values(ex.names[0], ascending=False, kind="stable", na_position="last")
