@@ -33,10 +33,17 @@ shared by the subsets. Rows in ``metrics.csv``: one per subset and metric
 the 49; ``query_lang`` and ``doc_lang`` empty, ``n_queries`` summed).
 Per-query values go to ``per_query/<model>__mlqa_retrieval.parquet``.
 
-With a network, the same encoder runs through the ``mteb`` package itself
-(:class:`MtebEncoder`, :func:`run_mteb`) on MLQARetrieval,
-BelebeleRetrieval and XPQARetrieval, and :func:`compare_with_mteb` checks
-that the local MLQARetrieval agrees with mteb's.
+The ``mteb`` package (optional, ``requirements-mteb.txt``, tested with
+2.26) runs the same encoder through :class:`MtebEncoder`, whose
+``mteb_model_meta`` (``mteb.models.ModelMeta``) names the model
+``hybrid-batch-study/<name>`` with a weights-fingerprint revision
+(:func:`model_revision`), so mteb files results under that name. Offline,
+:func:`local_mlqa_task` builds the 49 subsets as an ``AbsTaskRetrieval``
+and :func:`mteb_agreement` compares mteb's nDCG@10 with this module's
+(``benchmarks/mteb_agreement.py``, notebook 07's last cell). With a
+network, :func:`run_mteb` also runs hub tasks (MLQARetrieval,
+BelebeleRetrieval, XPQARetrieval) and :func:`compare_with_mteb` checks the
+local MLQARetrieval against the hub's.
 """
 from __future__ import annotations
 
