@@ -181,8 +181,14 @@ def test_compare_scores_and_gaps_are_calibrated_under_a_clustered_null():
         fb = pd.DataFrame({"value": b, "cell": groups, "item_id": items}, index=qid)
         res = paper.compare_scores(fa, fb, n_permutations=300, n_bootstrap=300, seed=int(rng.integers(1 << 30)))
         n_items.append(res["n_items"])
+        assert res["diff"] == pytest.approx(macro(a - b, groups))
         rejected["paper"] += res["p_perm"] <= 0.05
         covered["paper"] += res["ci_low"] <= 0 <= res["ci_high"]
+        for key in ("p_value", "p_t"):  # the decision test (seed x question) and the cluster t-test
+            if key in res:
+                rejected[f"paper {key}"] = rejected.get(f"paper {key}", 0) + (res[key] <= 0.05)
+        if "ci_low_q" in res:  # the question-only cluster bootstrap kept for reference
+            covered["paper q"] = covered.get("paper q", 0) + (res["ci_low_q"] <= 0 <= res["ci_high_q"])
         frame = pd.concat([pd.DataFrame({"model": m, "query_id": qid, "item_id": items, "group": "all",
                                          "cell": groups, "v": v}) for m, v in (("h", a), ("m", b))])
         gap = scaling.gaps(frame, "v", [("h", "m")], n_boot=300, n_permutations=300,
@@ -192,5 +198,31 @@ def test_compare_scores_and_gaps_are_calibrated_under_a_clustered_null():
         covered["scaling"] += gap["low"] <= 0 <= gap["high"]
     for name in rejected:
         assert binomial_ok(rejected[name], n, 0.05), (name, rejected)
+    for name in covered:
         assert binomial_ok(covered[name], n, 0.95), (name, covered)
     assert set(n_items) == {30}  # items, not questions, are the units
+
+
+def seed_arms(rng, n_seeds: int, n_items: int = 30):
+    """Null: both strategies' seeds come from one distribution (seed effect sd 0.05 on every question)."""
+    d, groups, items = clustered_sample(rng, n_items=n_items)
+    base = rng.random(len(d)) + 0.2 * d  # questions differ in difficulty, correlated within items
+    a = base + rng.normal(0, 0.05, (n_seeds, 1)) + rng.normal(0, 0.1, (n_seeds, len(d)))
+    b = base + rng.normal(0, 0.05, (n_seeds, 1)) + rng.normal(0, 0.1, (n_seeds, len(d)))
+    return a, b, groups, items
+
+
+@pytest.mark.skipif(not hasattr(S, "seed_question_test"), reason="lib.stats has no seed_question_test")
+def test_seed_question_test_is_calibrated_under_a_null_with_seed_variance():
+    """The seed x question test (notebook 04's decision statistic): rejection at 0.05 and coverage of 0
+    within binomial bounds when the two strategies differ only by their seeds' luck."""
+    rng = np.random.default_rng(16)
+    rejected = covered = 0
+    for _ in range(REPLICATES):
+        a, b, groups, items = seed_arms(rng, n_seeds=3)
+        res = S.seed_question_test(a, b, groups, items)
+        assert res["point"] == pytest.approx(macro(a.mean(0) - b.mean(0), groups))
+        rejected += res["p_value"] <= 0.05
+        covered += res["low"] <= 0 <= res["high"]
+    assert binomial_ok(rejected, REPLICATES, 0.05), rejected
+    assert binomial_ok(covered, REPLICATES, 0.95), covered
