@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from lib import strategies
 from lib.errors import ConfigError
 from lib.evaluation import (DATASETS, Layout, ModelSpec, _trained_from, check_dataset, describe_model, layout,
                             trained_models, zero_shot_name)
@@ -38,7 +39,6 @@ from lib.paths import PROJ_ROOT
 from lib.retrieval import block_ranks, encode_cached, resolve_encoder, topk_search
 
 MAX_LENGTH = 128  # as lib.evaluation.evaluate_model: the cache key includes it
-STRATEGY_ORDER = {"zero-shot": 0, "mono": 1, "cross": 2, "hybrid": 3}
 MARKS = {True: "\u2713", False: "\u2717", None: "\u00b7"}  # relevant, not relevant, unknown
 
 
@@ -63,7 +63,7 @@ def model_table(profile: str, backbone: str = "embedded", num_layers: int = 0) -
     runs = frame[frame["seed"] == 0].assign(gap=lambda f: (f["alpha"] - 0.5).abs())
     firsts = runs.sort_values(["gap", "model"]).groupby("strategy").head(1).index
     frame.loc[firsts, "default"] = True
-    order = frame["strategy"].map(STRATEGY_ORDER).fillna(9)
+    order = frame["strategy"].map(strategies.order_key)
     return frame.assign(_o=order).sort_values(["_o", "model"]).drop(columns="_o").reset_index(drop=True)
 
 
