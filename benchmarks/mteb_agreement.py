@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--out-dir", default=None, help="mteb's result cache (default CACHE_DIR/mteb)")
     parser.add_argument("--csv", default=None, help="also write the per-subset table here")
+    parser.add_argument("--reuse-embeddings", action="store_true",
+                        help="give mteb the local side's vectors (encoder runs once; see mteb_agreement)")
+    parser.add_argument("--bf16", action="store_true", help="keep bf16 autocast (default: fp32 for the check)")
     args = parser.parse_args(argv)
 
     import torch
@@ -42,12 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     encoder = load_encoder(args.backbone, num_layers=args.layers)
     subsets = load_mlqa_retrieval(max_items=args.max_items)
     table = ME.mteb_agreement(encoder, subsets, max_items=args.max_items, batch_size=args.batch_size,
-                              max_length=args.max_length, out_dir=args.out_dir, progress=False)
+                              max_length=args.max_length, out_dir=args.out_dir, progress=False,
+                              fp32=not args.bf16, reuse_embeddings=args.reuse_embeddings)
     seconds = time.perf_counter() - t0
     a = table.attrs
     print(f"model {a['model_name']} revision {a['revision']} ({encoder.model.config.num_hidden_layers} layers), "
           f"mteb {a['mteb_version']}, fp32 {a['fp32']}, max_length {args.max_length}, "
           f"max_items {args.max_items or 'all'}: {len(table)} subsets, {a['n_queries']} questions")
+    if a["reuse_embeddings"]:
+        print(f"embeddings reused: mteb got the local side's vectors; texts mteb asked for that the local side "
+              f"never encoded: {a['mteb_new_texts']}")
     print(f"max |round(local, 5) - mteb| nDCG@10 over the {len(table)} subsets: {a['max_abs_diff']:.2e} "
           f"({int((table['abs_diff'] > 1e-6).sum())} subsets above 1e-6)")
     print(f"max |local - mteb| (unrounded local; mteb rounds to 5 decimals): {a['max_raw_diff']:.2e}")

@@ -692,9 +692,36 @@ def local_mlqa_task(subsets: dict | None = None, *, max_items: int = 0):
     return MLQARetrievalLocal()
 
 
+class EmbeddingMemo:
+    """An encoder that remembers every (role, text) -> vector it computed and serves repeats from memory.
+
+    Attributes other than ``encode`` come from the wrapped encoder;
+    ``misses`` counts texts that had to be encoded (reset it between uses).
+    """
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.vectors: dict[tuple[str, str], np.ndarray] = {}
+        self.misses = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["encoder"], name)
+
+    def encode(self, texts: Sequence[str], role: str, **kwargs: Any) -> np.ndarray:
+        texts = list(texts)
+        todo = [t for t in dict.fromkeys(texts) if (role, t) not in self.vectors]
+        if todo:
+            self.vectors.update({(role, t): v for t, v in zip(todo, self.encoder.encode(todo, role, **kwargs))})
+            self.misses += len(todo)
+        if not texts:
+            return np.zeros((0, self.encoder.dim), dtype=np.float32)
+        return np.stack([self.vectors[(role, t)] for t in texts])
+
+
 def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, batch_size: int = 32,
                    max_length: int = 512, out_dir: str | os.PathLike | None = None,
-                   progress: bool | None = False, fp32: bool = True) -> pd.DataFrame:
+                   progress: bool | None = False, fp32: bool = True,
+                   reuse_embeddings: bool = False) -> pd.DataFrame:
     """nDCG@10 per subset from :func:`evaluate_mlqa_retrieval` and from ``mteb.evaluate`` on :func:`local_mlqa_task`.
 
     Offline. Rows ``query_lang, doc_lang, subset, n_queries, local, mteb,
@@ -713,6 +740,14 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
     so a near-tie can flip (seen: one subset of 49 off by 0.0012 nDCG@10,
     1 layer, 25 items). In fp32 both sides get the same embeddings and the
     check isolates what it is about: the task construction and the metric.
+
+    ``reuse_embeddings`` hands mteb the vectors the local evaluation computed
+    (looked up by role and text; ``attrs["mteb_new_texts"]`` counts texts mteb
+    asked for that the local side never encoded, 0 when both read the same
+    texts): the encoder then runs once instead of twice (mteb re-encodes
+    each subset's corpus), for full-size checks on a small CPU. The task
+    construction, the roles and prefixes mteb asks for, the ranking and the
+    metric are still compared; the encoder's batch-independence is not.
     """
     if subsets is None:
         from lib.data import load_mlqa_retrieval
@@ -720,9 +755,15 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
     wrapper = encoder if isinstance(encoder, MtebEncoder) else MtebEncoder(encoder, batch_size=batch_size,
                                                                            max_length=max_length)
     task = local_mlqa_task(subsets, max_items=max_items)
+    memo = EmbeddingMemo(wrapper.encoder) if reuse_embeddings else None
     with _env("HBT_BF16", "0" if fp32 else None):
-        ours = evaluate_mlqa_retrieval(wrapper.encoder, subsets, max_items=max_items, batch_size=batch_size,
-                                       max_length=max_length, progress=progress)
+        ours = evaluate_mlqa_retrieval(memo or wrapper.encoder, subsets, max_items=max_items,
+                                       batch_size=batch_size, max_length=max_length, progress=progress)
+        if memo is not None:
+            memo.misses = 0
+            meta, wrapper = wrapper.mteb_model_meta, MtebEncoder(memo, wrapper.name, wrapper.batch_size,
+                                                                 wrapper.max_length, wrapper.revision)
+            wrapper.mteb_model_meta = meta
         theirs = run_mteb(wrapper, [task], out_dir, eval_splits=[SPLIT], batch_size=batch_size,
                           max_length=max_length, show_progress=bool(progress))
     theirs = theirs[(theirs["split"] == SPLIT) & (theirs["metric"] == MAIN_METRIC)]
@@ -740,7 +781,8 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
     table.attrs.update(max_abs_diff=float(table["abs_diff"].max()), max_raw_diff=float(table["raw_diff"].max()),
                        mteb_version=getattr(mteb, "__version__", "?"), model_name=meta.name,
                        revision=meta.revision, max_items=max_items, fp32=fp32,
-                       n_queries=int(table["n_queries"].sum()))
+                       n_queries=int(table["n_queries"].sum()), reuse_embeddings=reuse_embeddings,
+                       mteb_new_texts=memo.misses if memo is not None else None)
     return table
 
 

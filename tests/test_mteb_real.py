@@ -75,3 +75,21 @@ def test_mteb_evaluate_agrees_with_the_local_mlqa_retrieval(tmp_path):
     folder = tmp_path / "results" / f"hybrid-batch-study__{encoder.name}" / table.attrs["revision"]
     assert (folder / f"{ME.LOCAL_TASK}.json").is_file()
     assert not list((tmp_path / "results").glob("no_model_name*"))
+
+
+def test_embedding_memo_serves_repeats_and_counts_new_texts(tiny_encoder, monkeypatch):
+    """What mteb_agreement(reuse_embeddings=True) hands mteb: the local side's vectors, by role and text."""
+    import numpy as np
+
+    monkeypatch.setenv("HBT_BF16", "0")
+    memo = ME.EmbeddingMemo(tiny_encoder)
+    first = memo.encode(["a1 a2", "b1", "a1 a2"], "query", max_length=32)
+    assert memo.misses == 2 and memo.dim == tiny_encoder.dim and memo.query_prefix == "query: "
+    np.testing.assert_allclose(first, tiny_encoder.encode(["a1 a2", "b1", "a1 a2"], "query", max_length=32),
+                               atol=1e-6)
+    memo.misses = 0
+    again = memo.encode(["b1", "a1 a2"], "query", max_length=32)
+    assert memo.misses == 0 and np.array_equal(again, first[[1, 0]])
+    passage = memo.encode(["b1"], "passage", max_length=32)  # another role is another text
+    assert memo.misses == 1 and not np.allclose(passage, first[1])
+    assert memo.encode([], "query").shape == (0, tiny_encoder.dim)
