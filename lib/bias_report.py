@@ -142,7 +142,8 @@ def figure_rank_distance(bias: pd.DataFrame, datasets: Sequence[str]):
         part = bias[(bias["dataset"] == dataset) & bias["rank_distance"].notna()]
         arms = ordered(part["arm"])
         data = [part.loc[part["arm"] == a, "rank_distance"].to_numpy() for a in arms]
-        box = ax.boxplot(data, positions=range(len(arms)), showfliers=False, patch_artist=True, widths=0.6)
+        box = ax.boxplot(data, positions=range(len(arms)), showfliers=False, patch_artist=True, widths=0.6,
+                         medianprops={"color": "k"})
         for patch, arm in zip(box["boxes"], arms):
             patch.set_facecolor(color(arm))
             patch.set_alpha(0.45)
@@ -154,6 +155,7 @@ def figure_rank_distance(bias: pd.DataFrame, datasets: Sequence[str]):
         ax.set_title(f"{_ds(dataset)}: rank distance per question", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     axes[0][-1].legend(handles=[Line2D([], [], marker="D", ls="", color="k", label="mean over questions"),
+                                Line2D([], [], color="k", label="median"),
                                 plt.Rectangle((0, 0), 1, 1, facecolor="0.7",
                                               label="quartiles (whiskers 1.5 IQR)")],
                        loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, borderaxespad=0)

@@ -86,26 +86,6 @@ def margin_band(ax, margin: float = MARGIN, vertical: bool = False, label_it: bo
         ax.axhline(0, color="0.3", lw=0.8, zorder=1)
 
 
-def legend_outside(ax_or_fig, handles=None, labels=None, *, loc: str = "upper left", **kw):
-    """A legend to the right of the axes (or below a figure), never over the data."""
-    if handles is None:
-        handles, labels = ax_or_fig.get_legend_handles_labels()
-    if isinstance(ax_or_fig, matplotlib.figure.Figure):
-        return ax_or_fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.02),
-                                ncols=min(len(handles), kw.pop("ncols", 4)), frameon=False, **kw)
-    return ax_or_fig.legend(handles, labels, loc=loc, bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
-
-
-def unique_legend_entries(fig) -> dict:
-    """label -> handle over every axes of ``fig`` (first occurrence), skipping matplotlib's private labels."""
-    out = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab and not lab.startswith("_"):
-                out.setdefault(lab, h)
-    return out
-
-
 def empty_figure(title: str, message: str):
     """A figure that says why there is nothing to draw (instead of a blank or an exception)."""
     fig, ax = plt.subplots(figsize=(6, 1.6))

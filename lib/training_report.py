@@ -26,12 +26,14 @@ WHY_THEY_DIFFER = (
 
 
 def loss_caption(logs: pd.DataFrame) -> str:
-    """Why validation and training loss differ, stated for what these logs show."""
-    train = logs[logs["step"] > 0]["loss"].median()
-    val = logs[logs["step"] > 0]["val_loss"].median()
-    if np.isfinite(train) and np.isfinite(val) and val < train:
+    """Why validation and training loss differ, stated for what these logs show (every run, after step 0)."""
+    late = logs[logs["step"] > 0]
+    per_run = late.groupby("run").agg(train=("loss", "median"), val=("val_loss", "median")).dropna()
+    if len(per_run) and (per_run["val"] < per_run["train"]).all():
         return f"Validation loss is below training loss because it is {WHY_THEY_DIFFER}."
-    return f"Validation and training loss are not on the same footing: validation loss is {WHY_THEY_DIFFER}."
+    lower = sorted(per_run.index[per_run["val"] < per_run["train"]])
+    where = f" (validation below training in {len(lower)} of {len(per_run)} runs)" if len(per_run) else ""
+    return f"Validation and training loss are not on the same footing{where}: validation loss is {WHY_THEY_DIFFER}."
 
 
 def load_train_logs(profile: str, num_layers: int | None = None) -> pd.DataFrame:
