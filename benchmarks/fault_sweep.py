@@ -158,7 +158,7 @@ def ctrl_c(ctx: Ctx, args: list[str]) -> tuple[int, str, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen([RUN_ALL] + args, cwd=ctx.work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True, env={**os.environ, **ctx.env})
-    if not _await(_checkpoint, 600):
+    if not _await(lambda: _checkpoint(ctx), 600):
         proc.kill()
         return -1, "no checkpoint appeared within 600 s", time.perf_counter() - t0
     os.killpg(proc.pid, signal.SIGINT)
@@ -172,7 +172,7 @@ def concurrent(ctx: Ctx, args: list[str]) -> tuple[int, str, float]:
     a = subprocess.Popen([RUN_ALL] + args, cwd=ctx.work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True, env={**os.environ, **ctx.env})
     log = []
-    if not _await(_checkpoint, 600):
+    if not _await(lambda: _checkpoint(ctx), 600):
         a.kill()
         return -1, "no checkpoint appeared within 600 s", time.perf_counter() - t0
     rc_b, out_b, s_b = run(ctx, args)
@@ -405,6 +405,26 @@ def main() -> int:
     cache = top / "cache"  # checksum cache of the scratch data; the converted models are the real ones
     cache.mkdir()
     (cache / "models").symlink_to(CACHE_DIR / "models")
+    try:
+        _run_cases(cases, top, pristine, cache, rows)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    silent = sum(r[2] == "SILENT WRONG RUN" for r in rows)
+    raw = sum(r[2] == "RAW TRACEBACK" for r in rows)
+    summary = (f"{len(rows)} cases: {sum(r[3] for r in rows)} as expected, {silent} silent wrong runs, "
+               f"{raw} raw tracebacks for expected faults")
+    print("\n" + summary)
+    if args.write:
+        table = ["| # | case | exit | outcome | time (s) | message (first lines the user sees) |",
+                 "|---|---|---|---|---|---|"]
+        for i, (case, rc, outcome, ok, msg, seconds) in enumerate(rows, 1):
+            table.append(f"| {i} | {case.what} | {rc} | {outcome}{'' if ok else ' (unexpected)'} | "
+                         f"{seconds:.1f} | {msg} |")
+        write_table(Path(args.write), summary, "\n".join(table))
+    return 0 if all(r[3] for r in rows) else 1
+
+
+def _run_cases(cases, top: Path, pristine: Path, cache: Path, rows: list) -> None:
     for i, case in enumerate(cases, 1):
         work = Path(tempfile.mkdtemp(prefix=f"{case.id}_", dir=top))
         os.chmod(work, 0o755)
@@ -421,23 +441,11 @@ def main() -> int:
             rows.append((case, rc, outcome, ok, message(out, work), seconds))
             print(f"[{i}/{len(cases)}] {case.id:11s} exit {rc:>3}  {seconds:6.1f} s  {outcome}"
                   f"{'' if ok else '  <-- CHECK'}\n      {message(out, work)[:400]}", flush=True)
+            if not ok and os.environ.get("FAULT_SWEEP_VERBOSE"):
+                print(textwrap.indent(out, "      | "), flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(ROOT / "results" / f"fsweep_{case.id}", ignore_errors=True)
-    shutil.rmtree(top, ignore_errors=True)
-    silent = sum(r[2] == "SILENT WRONG RUN" for r in rows)
-    raw = sum(r[2] == "RAW TRACEBACK" for r in rows)
-    summary = (f"{len(rows)} cases: {sum(r[3] for r in rows)} as expected, {silent} silent wrong runs, "
-               f"{raw} raw tracebacks for expected faults")
-    print("\n" + summary)
-    if args.write:
-        table = ["| # | case | exit | outcome | time (s) | message (first lines the user sees) |",
-                 "|---|---|---|---|---|---|"]
-        for i, (case, rc, outcome, ok, msg, seconds) in enumerate(rows, 1):
-            table.append(f"| {i} | {case.what} | {rc} | {outcome}{'' if ok else ' (unexpected)'} | "
-                         f"{seconds:.1f} | {msg} |")
-        write_table(Path(args.write), summary, "\n".join(table))
-    return 0 if all(r[3] for r in rows) else 1
 
 
 def _copy_data(source: Path, target: Path) -> None:

@@ -16,7 +16,8 @@ finish are removed. Ctrl-C stops with one line and exit code 130; rerun the
 same command to resume. Expected faults print one line (``--debug`` or
 ``HBT_DEBUG=1`` shows the traceback).
 
-Executed notebooks land in ``results/<profile>/notebooks/``; the run stops at
+Executed notebooks land in ``results/<profile>/notebooks/`` (the kernel
+processes' own output in ``kernel.log`` there); the run stops at
 the first failing notebook and names it. Wall-clock times are appended to
 ``results/<profile>/run_times.csv``.
 
@@ -205,6 +206,25 @@ def _hint(summary: str, folder: Path | None = None) -> str:
     return f"\n        {message}" if message else ""
 
 
+def _kernel_manager(log_path: Path):
+    """A kernel manager whose kernel process writes its own stdout / stderr to ``log_path``.
+
+    Cell output still reaches the notebook (and the terminal) through
+    Jupyter's messages; only the kernel process's own noise goes to the log,
+    e.g. the shutdown traceback a kernel prints when the run is interrupted.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log_path, "ab") as log:
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return LoggedKernelManager
+
+
 def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, state: dict | None = None) -> int:
     """Run notebooks in order; return a process exit code (Interrupted on Ctrl-C)."""
     import papermill as pm
@@ -224,7 +244,8 @@ def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, sta
             pm.execute_notebook(str(run.notebook), str(target), parameters=run.parameters,
                                 kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=quiet,
                                 stdout_file=None if quiet else sys.stdout,
-                                stderr_file=None if quiet else sys.stderr)
+                                stderr_file=None if quiet else sys.stderr,
+                                kernel_manager_class=_kernel_manager(out_dir / "kernel.log"))
         except KeyboardInterrupt:
             raise Interrupted() from None
         except Exception as exc:  # papermill wraps the cell's error; show its error line
