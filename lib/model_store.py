@@ -304,7 +304,11 @@ def load_stored(folder: str | os.PathLike, num_layers: int = 0, pooling: str | N
     base = load_encoder(ref["backbone"], int(ref.get("num_layers", 0)))
     model = base.model
     state = model.state_dict()
-    trained = load_file(str(folder / ref.get("weights", COMPACT_WEIGHTS)))
+    weights = folder / ref.get("weights", COMPACT_WEIGHTS)
+    if not weights.is_file() or (ref.get("weights_sha256") and file_sha256(weights) != ref["weights_sha256"]):
+        raise ModelError(f"{weights} is missing or differs from the sha256 in {BASE_REF} (truncated or changed "
+                         "after training); delete the run folder and rerun its training")
+    trained = load_file(str(weights))
     frozen = ref["frozen"]
     missing = sorted(set(state) - set(trained) - set(frozen))
     extra = sorted(set(trained) - set(state))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -72,6 +73,12 @@ def test_compact_folder_stores_only_trained_tensors_and_loads_back(base_dir, tmp
     for k, v in weights(enc).items():
         assert torch.equal(back.model.state_dict()[k], v), k
     np.testing.assert_array_equal(back.encode(TEXTS, "query"), enc.encode(TEXTS, "query"))
+    # a damaged weights file is named, not loaded
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    (damaged / MS.COMPACT_WEIGHTS).write_bytes((out / MS.COMPACT_WEIGHTS).read_bytes()[:-10])
+    with pytest.raises(ModelError, match="trained.safetensors is missing or differs"):
+        load_encoder(str(damaged))
     # truncation applies to compact folders like to any other
     assert load_encoder(str(out), num_layers=1).model.config.num_hidden_layers == 1
 
