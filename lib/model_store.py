@@ -27,7 +27,8 @@ are: full weights (with an identity placeholder for BERT's unused pooler, so
 no weight is reported missing), tokenizer, the module files, and the model
 card with the run's metrics from ``results/<profile>/metrics.csv`` when
 notebook 04 / 07 has written them. ``python -m lib.model_store info RUN_DIR``
-prints what a run folder holds.
+prints what a run folder holds; ``python -m lib.model_store card RUN_DIR``
+rewrites the run's own ``model/README.md`` with its metrics.
 """
 from __future__ import annotations
 
@@ -490,6 +491,23 @@ def export(src: str | os.PathLike, out_dir: str | os.PathLike, *, which: str = "
     return out_dir
 
 
+def write_card(run_dir: str | os.PathLike) -> Path:
+    """Rewrite a run's ``model/README.md`` with its current metrics (call after evaluating the run)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "train_config.json").is_file() or kind(run_dir / "model") == "none":
+        raise ModelError(f"write_card: {run_dir} is not a finished run folder (train_config.json + model/)")
+    model_dir = resolve(run_dir / "model")
+    facts = json.loads((run_dir / "train_config.json").read_text())
+    base = json.loads((model_dir / BASE_REF).read_text()) if kind(model_dir) == "compact" else {}
+    from lib.encoder import ENCODER_CONFIG
+    name = json.loads((model_dir / ENCODER_CONFIG).read_text()).get("name", run_dir.name)
+    card = model_card(name, facts, base=base, facts=facts, metrics=run_metrics(run_dir),
+                      compact=kind(model_dir) == "compact")
+    with atomic_write(model_dir / CARD) as tmp:
+        tmp.write_text(card)
+    return model_dir / CARD
+
+
 def describe(folder: str | os.PathLike) -> dict:
     """What a run or model folder holds: kind, name, bytes per part."""
     folder = Path(folder)
@@ -517,10 +535,14 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--force", action="store_true", help="replace out_dir if it exists")
     info = sub.add_parser("info", help="what a run / model folder holds and its size")
     info.add_argument("src")
+    card = sub.add_parser("card", help="rewrite a run's model/README.md with its metrics from metrics.csv")
+    card.add_argument("run_dir")
     args = parser.parse_args(argv)
     if args.command == "export":
         out = export(args.src, args.out_dir, which="last" if args.last else "model", overwrite=args.force)
         print(f"wrote {out} ({folder_bytes(out) / 1e6:.1f} MB)")
+    elif args.command == "card":
+        print(f"wrote {write_card(args.run_dir)}")
     else:
         print(json.dumps(describe(args.src), indent=2))
     return 0

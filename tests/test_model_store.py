@@ -167,6 +167,9 @@ def test_export_gives_a_folder_sentence_transformers_and_automodel_load(base_dir
                    "metric": "map", "value": 0.75},
                   {"model": "other", "dataset": "xquad_r", "setting": "cross", "query_lang": "a", "doc_lang": "b",
                    "metric": "map", "value": 0.9}]).to_csv(tmp_path / "results" / "p" / "metrics.csv", index=False)
+    assert "Not evaluated yet" in (run / "model" / "README.md").read_text()
+    assert MS.main(["card", str(run)]) == 0  # after evaluation: the run's own card gets its metrics
+    assert "| xquad_r | cross | map | 0.5000 |" in (run / "model" / "README.md").read_text()
     assert MS.main(["export", str(run), str(tmp_path / "export")]) == 0
     out = tmp_path / "export"
     assert MS.kind(out) == "full"
