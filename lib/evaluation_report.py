@@ -169,8 +169,8 @@ def figure_seen_unseen(comparisons: pd.DataFrame, dataset: str = "xquad_r"):
         ax.set_title(f"{setting} setting")
         clipped = _gap_axis(ax, "difference in macro mAP, 95% interval", rows) or clipped
     axes[0].set_ylabel("hybrid minus ...")
-    handles = [Line2D([], [], marker=markers[s], ls="", color=color(b), label=f"hybrid - {label(b)}, {SUBSET_LABELS[s]}")
-               for b in others for s in subsets]
+    handles = [Line2D([], [], marker=markers[s], ls="", color=color(b),
+                      label=f"hybrid - {label(b)}, {SUBSET_LABELS[s]}") for b in others for s in subsets]
     handles.append(Patch(color="0.85", label=MARGIN_LABEL))
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     fig.suptitle(f"{_ds(dataset)}, claim 3: does the hybrid gap hold on languages never seen in training? "

@@ -119,7 +119,8 @@ def _size_ticks(ax, table: pd.DataFrame) -> None:
     """Tick every size at its parameter count, labelled with its layers."""
     sizes = table.drop_duplicates("layers").sort_values("non_embedding_params")
     ax.set_xticks(sizes["non_embedding_params"],
-                  [f"{p / 1e6:.1f}M\n({int(k)} layers)" for p, k in zip(sizes["non_embedding_params"], sizes["layers"])],
+                  [f"{p / 1e6:.1f}M\n({int(k)} layer{'s' if int(k) != 1 else ''})"
+                   for p, k in zip(sizes["non_embedding_params"], sizes["layers"])],
                   fontsize=8)
     ax.minorticks_off()
 
@@ -138,9 +139,11 @@ def plot_groups(table: pd.DataFrame, groups: Sequence[str], ylabel: str, title: 
         if gaps:
             part = part.assign(strategy=part["strategy_b"])
             if margin:
-                ax.axhspan(-margin, margin, color="0.88", zorder=0, label=f"±{margin:g} (notebook 04's equivalence margin)")
+                ax.axhspan(-margin, margin, color="0.88", zorder=0,
+                           label=f"±{margin:g} (notebook 04's equivalence margin)")
             ax.axhline(0, color="0.3", lw=0.8, label="no difference")
-        plot_vs_size(ax, part, title=(group_titles or (MLQA_GROUPS if "same" in groups else LAREQA_GROUPS)).get(group, group), label_prefix="hybrid - " if gaps else "")
+        titles = group_titles or (MLQA_GROUPS if "same" in groups else LAREQA_GROUPS)
+        plot_vs_size(ax, part, title=titles.get(group, group), label_prefix="hybrid - " if gaps else "")
         if len(part):
             _size_ticks(ax, part)
         ax.set_ylabel(ylabel)
@@ -217,7 +220,7 @@ def training_cost_table(scaling: pd.DataFrame, run_times: pd.DataFrame | None = 
                                             f"minus {np.median(overhead):.0f} s non-training overhead")
         else:
             t.at[idx, "estimate_seconds"] = float(same["train_seconds"].median()) if len(same) else np.nan
-            t.at[idx, "estimate_source"] = "median of the other strategies at this size"
+            t.at[idx, "estimate_source"] = "the median of the other strategies at this size"
     return t
 
 
@@ -243,8 +246,10 @@ def figure_training_cost(scaling: pd.DataFrame, run_times: pd.DataFrame | None =
         ax.annotate(f"{r['model']}: {r['train_seconds']:.0f} s", (r["non_embedding_params"], r["train_seconds"]),
                     xytext=(-8, 0), textcoords="offset points", ha="right", va="center", fontsize=8, color="red")
         ax.scatter(r["non_embedding_params"], r["estimate_seconds"], marker="s", s=45, facecolors="none",
-                   edgecolors=strategy_registry.color(r["strategy"]), zorder=4, label="estimate from the other seeds")
-        notes.append(f"{r['model']} took {r['train_seconds']:.0f} s, {r['train_seconds'] / t[(t['layers'] == r['layers']) & ~t['outlier']]['train_seconds'].median():.1f}x "
+                   edgecolors=strategy_registry.color(r["strategy"]), zorder=4,
+                   label="estimate replacing the outlier (see title)")
+        usual = t[(t["layers"] == r["layers"]) & ~t["outlier"]]["train_seconds"].median()
+        notes.append(f"{r['model']} took {r['train_seconds']:.0f} s, {r['train_seconds'] / usual:.1f}x "
                      f"the other runs of its size with the same architecture and steps: it was timed while other "
                      f"work shared the machine. The line uses {r['estimate_source']} ({r['estimate_seconds']:.0f} s).")
     handles, labels = ax.get_legend_handles_labels()

@@ -258,7 +258,7 @@ def test_scaling_figures():
     row = cost.set_index("model").loc["mono_s0"]
     assert row["outlier"] and row["estimate_seconds"] < row["train_seconds"]
     fig = check(scaling_report.figure_training_cost(table, tiny_run_times()),
-                legend=["outlier timing", "estimate from the other seeds"] + [label(n) for n in TRAINED])
+                legend=["outlier timing", "estimate replacing the outlier"] + [label(n) for n in TRAINED])
     assert "mono_s0 took" in fig._suptitle.get_text()
     check(scaling_report.plot_groups(tiny_estimates(), ("same", "cross", "all"), "nDCG@10", "MLQARetrieval"),
           legend=[label(n) for n in strategies.names()])
