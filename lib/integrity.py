@@ -35,6 +35,7 @@ from typing import Iterable, Iterator
 from lib.errors import StudyError
 
 DIGEST_CACHE_NAME = "digests.json"
+PRUNE_AT = 2000  # entries; then the ones whose file is gone are dropped
 LOCK_NAME = ".run.lock"
 # atomic_write's temporary folders: tempfile.mkdtemp(prefix=f".{name}.") adds 8 characters
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<rand>[a-z0-9_]{8})$")
@@ -71,6 +72,8 @@ def _store_digest(key: str, entry: list) -> None:
         with open(path.parent / ".lock", "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             cache = _load_digest_cache()
+            if len(cache) >= PRUNE_AT:  # forget files that no longer exist (e.g. test folders)
+                cache = {k: v for k, v in cache.items() if os.path.exists(k)}
             cache[key] = entry
             tmp = path.with_name(f".{path.name}.{os.getpid()}")
             tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))

@@ -552,3 +552,20 @@ def test_preflight_lists_every_missing_or_changed_file_of_the_needed_datasets(tr
     assert "tydiqa.goldp.ko.train.json is listed in" in problems[1] and "but missing" in problems[1]
     assert data.preflight(["xquad_r"]) == [f"xquad_r: missing folder {training_root / 'xquad_r'}; copy it from the "
                                            "data mirror or point HBT_DATA_DIR to a complete copy"]
+
+
+def test_digest_cache_forgets_files_that_are_gone(tmp_path, monkeypatch):
+    monkeypatch.setattr(integrity, "PRUNE_AT", 3)
+    files = []
+    for k in range(4):
+        files.append(tmp_path / f"f{k}")
+        files[-1].write_text(str(k))
+        integrity.file_sha256(files[-1])
+    files[0].unlink()
+    files[1].unlink()
+    integrity.file_sha256(tmp_path / "f3")  # cached: nothing stored
+    (tmp_path / "f4").write_text("4")
+    integrity.file_sha256(tmp_path / "f4")
+    cached = json.loads(integrity._digest_cache_path().read_text())
+    assert sorted(Path(k).name for k in cached) == ["f2", "f3", "f4"]
+    assert cached[str((tmp_path / "f4").resolve())][2] == hashlib.sha256(b"4").hexdigest()
