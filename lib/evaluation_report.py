@@ -2,7 +2,7 @@
 
 - :func:`figure_gaps`: hybrid - mono and hybrid - cross per dataset and
   setting with 95% intervals and the equivalence band, from
-  ``04_claim_comparisons.csv`` (the numbers the verdicts rest on), beside the
+  ``comparisons.csv`` (the numbers the verdicts rest on), beside the
   per-seed macro mAP of every strategy (``metrics.csv``, axis not from 0);
 - :func:`figure_seen_unseen`: the same gaps on all languages against the
   never-seen languages el, th, tr (claim 3);

@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lib import paper  # noqa: E402
 from lib.paths import results_dir  # noqa: E402
 from lib.plots import savefig  # noqa: E402
 
@@ -134,7 +135,8 @@ def figures_04(profile: str):
     from lib import evaluation_report as report
 
     metrics, datasets = _main_metrics(profile)
-    comparisons = _csv(profile, "04_claim_comparisons.csv")
+    _csv(profile, "comparisons.csv")  # Missing when absent
+    comparisons = paper.read_comparisons(results_dir(profile) / "comparisons.csv")
     yield "04_map_by_strategy", lambda: report.figure_gaps(comparisons, metrics, datasets=datasets)
     if "xquad_r" in datasets:
         yield "04_seen_unseen", lambda: report.figure_seen_unseen(comparisons, "xquad_r")

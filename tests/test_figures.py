@@ -283,7 +283,7 @@ def test_efficiency_figures():
 # The default profile's CSVs
 
 
-@pytest.mark.skipif(not (DEFAULT / "04_claim_comparisons.csv").exists(), reason="no default results")
+@pytest.mark.skipif(not (DEFAULT / "comparisons.csv").exists(), reason="no default results")
 def test_default_csvs_give_nonempty_figures(monkeypatch):
     from lib import figures
 
