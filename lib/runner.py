@@ -152,7 +152,8 @@ def needed_datasets(run: NotebookRun) -> list[str]:
         return (["dureader_demo"] if values.get("dureader_source", "demo") == "demo" else []) + ["xquad_r"]
     if stem == "07":
         return training + listed
-    return []
+    single = values.get("dataset")  # e.g. notebook 08's one dataset
+    return [single] if single in DATASETS else []
 
 
 def check_data(runs: list[NotebookRun]) -> None:
