@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from lib import strategies
 from lib.errors import ConfigError
 from lib.paths import PROJ_ROOT
 
@@ -272,7 +273,9 @@ def _backbone_folder(backbone: str) -> Path | None:
 
 def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> str | None:
     """What is wrong with one parameter's value (None: fine). Only names whose meaning is fixed are checked."""
-    from lib.sampling import DATASET_CHOICES, STRATEGIES
+    from lib.sampling import DATASET_CHOICES
+
+    STRATEGIES = strategies.trained_names()
 
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)

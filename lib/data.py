@@ -8,8 +8,8 @@ Files come from :func:`data_dir`: ``$HBT_DATA_DIR``, else the read-only
 mirror ``PROJ_ROOT/../shared/data``, else ``CACHE_DIR/data`` filled by
 :func:`download` from the official sources. A ``SHA256SUMS`` file there is
 honoured: each file is checked once per process before it is parsed.
-Training pairs and the sentence-split report are built in
-:mod:`lib.sentences` and re-exported here (``lib.data.load_training_pairs``).
+Training pairs, the sentence-split report and the data overview of notebook
+01 are built on top of this module in :mod:`lib.training_data`.
 """
 from __future__ import annotations
 
@@ -561,85 +561,6 @@ def _count_rows(dataset: str, split: str, role: str, frame: pd.DataFrame, q_col=
     return rows
 
 
-def data_summary() -> pd.DataFrame:
-    """Sizes of the full datasets: ``dataset, split, role, query_lang, doc_lang, count``.
-
-    ``role``: ``question`` / ``candidate`` for the evaluation sets (split
-    ``eval``; MLQARetrieval per question-language x context-language
-    subset, both languages given), ``pair`` for the training pairs (split
-    ``train`` / ``val``, per query x passage language). Empty string where a
-    language does not apply.
-    """
-    from lib.sentences import load_training_pairs
-    rows = []
-    for name in ("xquad_r", "mlqa_r"):
-        rs = load_lareqa(name)
-        rows += _count_rows(name, "eval", "question", rs.queries, q_col="lang")
-        rows += _count_rows(name, "eval", "candidate", rs.docs, d_col="lang")
-    for (q, c), rs in load_mlqa_retrieval().items():
-        rows.append(("mlqa_retrieval", "eval", "question", q, c, len(rs.queries)))
-        rows.append(("mlqa_retrieval", "eval", "candidate", q, c, len(rs.docs)))
-    pairs = load_training_pairs()
-    for name in ("mlqa_test", "tydiqa"):
-        sub = pairs[pairs.dataset == name]
-        for split in ("train", "val"):
-            rows += _count_rows(name, split, "pair", sub[sub.split == split], "query_lang", "doc_lang")
-    rs = load_dureader()
-    rows += _count_rows("dureader_demo", "eval", "question", rs.queries, q_col="lang")
-    rows += _count_rows("dureader_demo", "eval", "candidate", rs.docs, d_col="lang")
-    return pd.DataFrame(rows, columns=["dataset", "split", "role", "query_lang", "doc_lang", "count"])
-
-
-def parallelism() -> pd.DataFrame:
-    """For how many languages each item exists: ``dataset, side, k, items``.
-
-    ``side`` is ``question`` (languages with the question) or ``passage``
-    (languages with a passage); MLQA test is counted on the training pairs.
-    """
-    from lib.sentences import load_training_pairs
-    frames = []
-    for name in ("xquad_r", "mlqa_r"):
-        rs = load_lareqa(name)
-        frames.append(rs.queries.groupby("item_id").lang.nunique().rename("k").to_frame()
-                      .assign(dataset=name, side="question"))
-    mlqa = load_training_pairs().query("dataset == 'mlqa_test'")
-    for side, col in (("question", "query_lang"), ("passage", "doc_lang")):
-        frames.append(mlqa.groupby("item_id")[col].nunique().rename("k").to_frame()
-                      .assign(dataset="mlqa_test", side=side))
-    k = pd.concat(frames)
-    return k.groupby(["dataset", "side", "k"]).size().rename("items").reset_index()
-
-
-def text_samples(max_items: int = 0, seed: int = 0) -> pd.DataFrame:
-    """The texts of every dataset as ``dataset, role, lang, text`` (unique texts per group).
-
-    Roles: ``question``, ``candidate`` (evaluation pools), ``passage:sentence``
-    / ``passage:paragraph`` (training positives). ``max_items`` > 0 keeps a
-    seeded sample of at most that many texts per (dataset, role, lang).
-    """
-    from lib.sentences import load_training_pairs
-    frames = []
-    for name in ("xquad_r", "mlqa_r"):
-        rs = load_lareqa(name)
-        frames += [rs.queries.assign(dataset=name, role="question"), rs.docs.assign(dataset=name, role="candidate")]
-    for (q, c), rs in load_mlqa_retrieval().items():
-        if q == c:
-            frames += [rs.queries.assign(dataset="mlqa_retrieval", role="question"),
-                       rs.docs.assign(dataset="mlqa_retrieval", role="candidate")]
-    pairs = load_training_pairs()
-    frames.append(pairs.rename(columns={"query": "text", "query_lang": "lang"}).assign(role="question"))
-    frames.append(pairs.rename(columns={"passage": "text", "doc_lang": "lang"})
-                  .assign(role="passage:" + pairs.positive))
-    rs = load_dureader()
-    frames += [rs.queries.assign(dataset="dureader_demo", role="question"),
-               rs.docs.assign(dataset="dureader_demo", role="candidate")]
-    texts = pd.concat([f[["dataset", "role", "lang", "text"]] for f in frames], ignore_index=True)
-    texts = texts.drop_duplicates(ignore_index=True)
-    if max_items:
-        texts = texts.sample(frac=1.0, random_state=seed).groupby(["dataset", "role", "lang"]).head(max_items)
-    return texts.reset_index(drop=True)
-
-
 def token_lengths(texts: pd.DataFrame, tokenizer, batch_size: int = 2048) -> pd.DataFrame:
     """``texts`` with a ``tokens`` column: the tokenizer's length, special tokens included."""
     counts = []
@@ -714,19 +635,10 @@ def download(name: str, root: Path | None = None) -> Path:
 
 
 def clear_caches() -> None:
-    """Forget parsed files and verified checksums (tests, or after replacing files)."""
+    """Forget parsed files and verified checksums (tests, or after replacing files); the training
+    pairs' cache too: :func:`lib.training_data.clear_caches`."""
     _checksums.cache_clear()
     _VERIFIED.clear()
     _squad_table_cached.cache_clear()
     _lareqa_lang.cache_clear()
     _dureader_rows.cache_clear()
-    from lib.sentences import _training_pairs
-    _training_pairs.cache_clear()
-
-
-def __getattr__(name: str):
-    """``lib.data.load_training_pairs`` etc. live in :mod:`lib.sentences` (imported lazily)."""
-    if name in ("load_training_pairs", "sentence_split_report", "lareqa_split_agreement", "VAL_FRACTION"):
-        from lib import sentences
-        return getattr(sentences, name)
-    raise AttributeError(f"module 'lib.data' has no attribute {name!r}")

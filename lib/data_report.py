@@ -1,7 +1,7 @@
 """Figures of notebook 01 (the data): language pairs, parallelism and token lengths.
 
-Inputs: ``data_summary.csv`` (:func:`lib.data.data_summary`), the training
-pairs (:func:`lib.data.load_training_pairs`), :func:`lib.data.parallelism`
+Inputs: ``data_summary.csv`` (:func:`lib.training_data.data_summary`), the training
+pairs (:func:`lib.training_data.load_training_pairs`), :func:`lib.training_data.parallelism`
 and :func:`lib.data.token_lengths`.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ same texts (mean squared error between unit vectors, i.e. 2 - 2 cos), with
 the teacher's embeddings computed once and cached.
 
 The texts are the training side of the mirror only: the questions and
-passages of the training split of ``lib.data.load_training_pairs`` (MLQA
+passages of the training split of ``lib.training_data.load_training_pairs`` (MLQA
 test recombined, TyDi QA), each with its role prefix. XQuAD-R, MLQA-R, the
 MLQA dev set (MLQARetrieval) and DuReader are never read
 (:func:`distillation_texts` refuses any other source).
@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lib.encoder import bf16_supported, load_encoder
+from lib import training_data
 from lib.errors import ConfigError, DataError
 from lib.paths import CACHE_DIR, atomic_write
 
@@ -94,13 +95,12 @@ def spaced_layers(teacher_depth: int, layers: int) -> tuple[int, ...]:
 def distillation_texts(pairs: pd.DataFrame | None = None, max_texts: int = 0, seed: int = 0) -> pd.DataFrame:
     """Distinct training-split texts with their role: columns ``text``, ``role``, ``dataset``.
 
-    ``pairs`` defaults to ``lib.data.load_training_pairs()``; rows of any dataset
+    ``pairs`` defaults to ``lib.training_data.load_training_pairs()``; rows of any dataset
     other than :data:`TRAINING_SOURCES` or of the validation split are refused /
     left out, so no evaluation text can reach a student.
     """
     if pairs is None:
-        from lib.data import load_training_pairs
-        pairs = load_training_pairs()
+        pairs = training_data.load_training_pairs()
     other = sorted(set(pairs["dataset"]) - set(TRAINING_SOURCES))
     if other:
         raise DataError(f"distillation texts: dataset(s) {other} are not training data; a student learns only "

@@ -71,27 +71,27 @@ def _main_metrics(profile: str) -> tuple[pd.DataFrame, list[str]]:
 
 
 def figures_01(profile: str):
-    from lib import data
+    from lib import data, training_data
     from lib import data_report as report
     from lib.encoder import load_encoder
 
     values = _notebook_values(profile, "01_data_preparation")
     summary = _csv(profile, "data_summary.csv")
-    pairs = data.load_training_pairs()
+    pairs = training_data.load_training_pairs()
     yield "01_language_pairs", lambda: report.figure_language_pairs(summary, pairs)
-    yield "01_parallelism", lambda: report.figure_parallelism(data.parallelism())
+    yield "01_parallelism", lambda: report.figure_parallelism(training_data.parallelism())
 
     def lengths():
         tokenizer = load_encoder(values.get("backbone", "embedded")).tokenizer
         return report.figure_token_lengths(
-            data.token_lengths(data.text_samples(max_items=values.get("max_items", 0)), tokenizer))
+            data.token_lengths(training_data.text_samples(max_items=values.get("max_items", 0)), tokenizer))
     yield "01_token_lengths", lengths
 
 
 def sampled_frames(profile: str) -> tuple[dict, pd.DataFrame, list, dict]:
     """Notebook 02's sampled batches: read from ``results/<profile>/sampling/`` when there, else drawn again
     with the profile's parameters (sampling is deterministic given the seed)."""
-    from lib.data import load_training_pairs
+    from lib.training_data import load_training_pairs
     from lib.sampling import BatchSampler, batches_frame
     from lib.strategies import trained_names
 

@@ -102,7 +102,7 @@ class BatchSampler:
         missing = [c for c in REQUIRED_COLUMNS if c not in pairs.columns]
         if missing:
             raise DataError(f"training pairs lack column(s) {missing}; expected the columns of "
-                            "lib.data.load_training_pairs")
+                            "lib.training_data.load_training_pairs")
         self.pairs = pairs
         self.strategy, self.batch_size, self.alpha = strategy, int(batch_size), float(alpha)
         self.seed, self.dataset_choice, self.split = int(seed), dataset_choice, split

@@ -46,7 +46,6 @@ from lib.timing import encode_pass, torch_threads, warm_up
 
 DEFAULT_SIZES = (3, 6, 12)
 ZERO_SHOT = strategy_registry.ZERO_SHOT
-STRATEGIES = strategy_registry.trained_names()  # TEMPORARY alias for notebook 07, removed at integration
 HUB_BACKBONES = (  # the size axis with a network: parameters from the model cards
     "intfloat/multilingual-e5-small",  # 118M (12 x 384)
     "intfloat/multilingual-e5-base",  # 278M (12 x 768)

@@ -356,7 +356,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, pairs: pd.DataFrame | No
           callback: Callable[[int, dict], None] | None = None) -> Path:
     """Train one model into ``out_dir`` (see the module docstring) and return ``out_dir``.
 
-    ``pairs`` defaults to ``lib.data.load_training_pairs(cfg.max_items)``;
+    ``pairs`` defaults to ``lib.training_data.load_training_pairs(cfg.max_items)``;
     ``encoder`` to ``lib.encoder.load_encoder(cfg.backbone, cfg.num_layers)``
     (a given encoder is trained in place). ``checkpoint_every`` (0 = never)
     sets how often a resumable checkpoint is written; ``callback(step,
@@ -382,7 +382,7 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
         raise ConfigError(f"batch_size={cfg.batch_size} is the global batch: it must divide by the "
                           f"{world} processes (WORLD_SIZE); pick a multiple of {world}")
     if pairs is None:
-        from lib.data import load_training_pairs
+        from lib.training_data import load_training_pairs
         pairs = load_training_pairs(max_items=cfg.max_items)
     pairs = pairs.reset_index(drop=True)
     # On the full data a language pool smaller than one batch is a configuration error; on a

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lib import data
+from lib import training_data
 from lib.errors import DataError
 from lib.sentences import answer_sentence, sentence_spans, split_sentences
 
@@ -159,7 +160,7 @@ def tiny_training_root(tmp_path, monkeypatch):
 
 
 def test_training_pairs_recombine_by_id(tiny_training_root):
-    pairs = data.load_training_pairs()
+    pairs = training_data.load_training_pairs()
     mlqa = pairs[pairs.dataset == "mlqa_test"]
     m1 = mlqa[mlqa.item_id == "m1"]
     # questions in ar de es zh x passages in de es zh, same-language pairs recombined
@@ -174,9 +175,9 @@ def test_training_pairs_recombine_by_id(tiny_training_root):
     assert tydi.loc["sw", "positive"] == "paragraph" and tydi.loc["sw", "passage"].startswith("Sentensi")
     assert len(tydi.loc[["en"]]) == 2  # duplicate ids in train copies get their own item ids
     assert set(tydi.loc[["en"]].passage) == {"The answer is Ada.", "Only one."}
-    only_gold = data.load_training_pairs(positive="sentence")
+    only_gold = training_data.load_training_pairs(positive="sentence")
     assert "sw" not in set(only_gold.query_lang)
-    report = data.sentence_split_report().set_index(["dataset", "lang"])
+    report = training_data.sentence_split_report().set_index(["dataset", "lang"])
     assert report.loc[("mlqa_test", "de"), "crossing"] == 1
     assert report.loc[("tydiqa", "sw"), "labelled"] == 0
 
@@ -264,7 +265,7 @@ def test_dureader_demo(mirror):
 @pytest.mark.real_data
 @needs_mirror
 def test_training_pairs_split_by_article(mirror):
-    pairs = data.load_training_pairs()
+    pairs = training_data.load_training_pairs()
     assert pairs.groupby("article").split.nunique().eq(1).all()
     for name in ("mlqa_test", "tydiqa"):
         share = pairs[pairs.dataset == name].split.eq("val").mean()
@@ -273,9 +274,9 @@ def test_training_pairs_split_by_article(mirror):
     assert set(mlqa.query_lang) == {"ar", "de", "es", "hi", "vi", "zh"}
     assert set(mlqa.doc_lang) == {"de", "es", "vi", "zh"}
     assert (mlqa.query_lang == mlqa.doc_lang).any() and (mlqa.query_lang != mlqa.doc_lang).any()
-    report = data.sentence_split_report()
+    report = training_data.sentence_split_report()
     assert report.lost_pct.dropna().lt(2.0).all()
-    small = data.load_training_pairs(max_items=30)
+    small = training_data.load_training_pairs(max_items=30)
     for (name, split), group in small.groupby(["dataset", "split"]):
         cap = 30 if split == "train" else 3
         per = group.groupby("doc_lang").item_id.nunique() if name == "tydiqa" else group.item_id.nunique()
@@ -286,7 +287,7 @@ def test_training_pairs_split_by_article(mirror):
 @pytest.mark.real_data
 @needs_mirror
 def test_data_summary_describes_full_datasets(mirror):
-    summary = data.data_summary()
+    summary = training_data.data_summary()
     assert list(summary.columns) == ["dataset", "split", "role", "query_lang", "doc_lang", "count"]
     totals = summary.groupby(["dataset", "role"])["count"].sum()
     assert totals["xquad_r", "candidate"] == 13014 and totals["mlqa_r", "question"] == 4199

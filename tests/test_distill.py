@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lib import data
+from lib import training_data
 from lib import distill as D
 from lib.encoder import build_tiny_encoder, load_encoder
 from lib.errors import ConfigError, DataError
@@ -31,7 +32,7 @@ def no_evaluation_data(monkeypatch):
 
     for name in ("load_lareqa", "load_mlqa_retrieval", "load_dureader"):
         monkeypatch.setattr(data, name, forbidden)
-    monkeypatch.setattr(data, "load_training_pairs", lambda *a, **k: make_pairs())
+    monkeypatch.setattr(training_data, "load_training_pairs", lambda *a, **k: make_pairs())
 
 
 def test_spaced_layers():

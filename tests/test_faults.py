@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib import config, data, integrity, paths, runner
+from lib import config, data, integrity, paths, runner, training_data
 from lib.errors import ConfigError, DataError, ModelError
 from lib.integrity import LockedError, RunLock
 
@@ -85,19 +85,19 @@ def training_root(tmp_path, monkeypatch):
     (root / "SHA256SUMS").write_text("".join(
         f"{hashlib.sha256((root / f).read_bytes()).hexdigest()}  ./{f}\n" for f in files))
     monkeypatch.setenv("HBT_DATA_DIR", str(root))
-    data.clear_caches()
+    training_data.clear_caches()
     data._checksums.cache_clear()
     data._VERIFIED.clear()
     yield root
-    data.clear_caches()
+    training_data.clear_caches()
     data._checksums.cache_clear()
 
 
 def test_changed_byte_in_a_training_file_stops_before_training(training_root, tmp_path, tiny_encoder):
     from lib.training import TrainConfig, train
 
-    assert len(data.load_training_pairs()) > 0  # intact: fine
-    data.clear_caches()
+    assert len(training_data.load_training_pairs()) > 0  # intact: fine
+    training_data.clear_caches()
     path = training_root / "tydiqa_goldp" / "train_partial" / "tydiqa.goldp.ko.train.json"
     raw = bytearray(path.read_bytes())
     raw[raw.index(b"answer")] ^= 0x20  # 'answer' -> 'Answer': still valid JSON, different data
@@ -113,7 +113,7 @@ def test_missing_training_file_is_an_error_not_fewer_pairs(training_root):
     (training_root / "tydiqa_goldp" / "train_partial" / "tydiqa.goldp.ko.train.json").unlink()
     with pytest.raises(DataError, match=r"tydiqa: 1 file\(s\) listed in .*SHA256SUMS are missing: "
                                         r".*tydiqa\.goldp\.ko\.train\.json.*re-copy"):
-        data.load_training_pairs()
+        training_data.load_training_pairs()
 
 
 def test_checksums_are_remembered_by_size_and_mtime(training_root, monkeypatch):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lib import scaling as S
+from lib import strategies
 from lib.errors import ConfigError, ModelError
 
 
@@ -19,9 +20,9 @@ def test_parse_sizes_and_lists():
     for bad in ("", "3,x", "0,3", "3,3"):
         with pytest.raises(ConfigError):
             S.parse_sizes(bad)
-    assert S.parse_list("mono, hybrid", "strategies", S.STRATEGIES) == ("mono", "hybrid")
+    assert S.parse_list("mono, hybrid", "strategies", strategies.trained_names()) == ("mono", "hybrid")
     with pytest.raises(ConfigError, match="hybird"):
-        S.parse_list("mono,hybird", "strategies", S.STRATEGIES)
+        S.parse_list("mono,hybird", "strategies", strategies.trained_names())
 
 
 def test_layer_counts_outside_1_to_depth_are_config_errors():
