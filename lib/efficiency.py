@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 
 from lib import strategies
 from lib.errors import ConfigError
-from lib.paths import results_dir, upsert_csv
+from lib.paths import results_dir
+from lib.results import upsert_csv
 from lib.timing import encode_pass, hardware_bf16, precision, set_threads, spread, warm_up
 
 COLUMNS = ["model", "strategy", "dataset", "index", "param", "value_name", "value"]

@@ -55,7 +55,8 @@ import pandas as pd
 from lib import metrics as M
 from lib import strategies
 from lib.errors import ConfigError, DataError, ModelError, StudyError
-from lib.paths import atomic_write, results_dir, upsert_csv
+from lib.paths import atomic_write, results_dir
+from lib.results import upsert_csv
 from lib.retrieval import (_sha, block_ranks, encode_cached, encoder_fingerprint, folder_fingerprint,
                            resolve_encoder, texts_fingerprint)
 

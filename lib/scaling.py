@@ -41,7 +41,8 @@ import pandas as pd
 
 from lib import strategies as strategy_registry
 from lib.errors import ConfigError, ModelError
-from lib.paths import atomic_write, results_dir, upsert_csv
+from lib.paths import atomic_write, results_dir
+from lib.results import upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
 
 DEFAULT_SIZES = (3, 6, 12)

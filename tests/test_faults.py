@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from lib import config, data, integrity, paths, runner, training_data
+from lib.results import upsert_csv
 from lib.errors import ConfigError, DataError, ModelError
 from lib.integrity import LockedError, RunLock
 
@@ -428,7 +429,7 @@ def test_stale_temp_folders_are_cleaned_and_nothing_else(tmp_path):
 KILL_DURING_CSV = """
 import os, signal, sys
 import pandas as pd
-from lib.paths import upsert_csv
+from lib.results import upsert_csv
 real = pd.DataFrame.to_csv
 def half_then_die(self, path, *a, **kw):
     text = real(self, None, *a, **kw)
@@ -442,7 +443,7 @@ upsert_csv(sys.argv[1], pd.DataFrame({"model": ["new"], "value": [2.0]}), keys=[
 
 def test_sigkill_during_a_results_write_leaves_the_old_file_and_a_cleanable_temp(tmp_path):
     target = tmp_path / "metrics.csv"
-    paths.upsert_csv(target, pd.DataFrame({"model": ["old"], "value": [1.0]}), keys=["model"])
+    upsert_csv(target, pd.DataFrame({"model": ["old"], "value": [1.0]}), keys=["model"])
     before = target.read_bytes()
     proc = _py(KILL_DURING_CSV.replace("sys.argv[1]", repr(str(target))))
     assert proc.returncode == -signal.SIGKILL
@@ -450,7 +451,7 @@ def test_sigkill_during_a_results_write_leaves_the_old_file_and_a_cleanable_temp
     leftovers = integrity.stale_temps(tmp_path)
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".metrics.csv.")
     integrity.clean_stale_temps(tmp_path)
-    merged = paths.upsert_csv(target, pd.DataFrame({"model": ["new"], "value": [2.0]}), keys=["model"])
+    merged = upsert_csv(target, pd.DataFrame({"model": ["new"], "value": [2.0]}), keys=["model"])
     assert sorted(merged.model) == ["new", "old"]
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["metrics.csv"]
 
@@ -506,7 +507,7 @@ def test_sigkill_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path
 WRITER = """
 import sys
 import pandas as pd
-from lib.paths import upsert_csv
+from lib.results import upsert_csv
 for k in range(25):
     upsert_csv(sys.argv[1], pd.DataFrame({"model": [f"{sys.argv[2]}{k}"], "value": [k]}), keys=["model"],
                sort_by=["model"])
@@ -524,7 +525,7 @@ def test_two_concurrent_writers_lose_no_rows(tmp_path):
 
 def test_full_disk_during_a_results_write_keeps_the_old_file(tmp_path, monkeypatch):
     target = tmp_path / "metrics.csv"
-    paths.upsert_csv(target, pd.DataFrame({"model": ["old"], "value": [1.0]}), keys=["model"])
+    upsert_csv(target, pd.DataFrame({"model": ["old"], "value": [1.0]}), keys=["model"])
     before = target.read_bytes()
 
     def full(self, path, *a, **kw):
@@ -534,7 +535,7 @@ def test_full_disk_during_a_results_write_keeps_the_old_file(tmp_path, monkeypat
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full)
     with pytest.raises(OSError) as info:
-        paths.upsert_csv(target, pd.DataFrame({"model": ["new"], "value": [2.0]}), keys=["model"])
+        upsert_csv(target, pd.DataFrame({"model": ["new"], "value": [2.0]}), keys=["model"])
     assert info.value.errno == errno.ENOSPC
     assert "no space left on the disk holding" in integrity.describe_os_error(info.value)
     assert target.read_bytes() == before

@@ -1,11 +1,11 @@
-"""lib.paths.upsert_csv: the CSV upsert every results table uses (atomic_write: test_config.py)."""
+"""lib.results.upsert_csv: the CSV upsert every results table uses (atomic_write: test_config.py)."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 from lib.errors import ConfigError
-from lib.paths import upsert_csv
+from lib.results import upsert_csv
 
 
 def _table(model: str, dataset: str, value: float) -> pd.DataFrame:
