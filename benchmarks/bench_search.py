@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lib import efficiency as eff  # noqa: E402
+from lib import indexes as idx  # noqa: E402
 from lib import efficiency_report as report  # noqa: E402
 from lib.errors import ConfigError  # noqa: E402
 from lib.paths import atomic_write, results_dir  # noqa: E402
@@ -45,7 +46,7 @@ def random_embeddings(n_docs: int, n_queries: int, dim: int, seed: int = 0) -> t
     centres = rng.standard_normal((max(2, int(np.sqrt(n_docs))), dim)).astype(np.float32)
     docs = centres[rng.integers(0, len(centres), n_docs)] + 0.7 * rng.standard_normal((n_docs, dim))
     queries = docs[rng.choice(n_docs, n_queries)] + 0.3 * rng.standard_normal((n_queries, dim))
-    return eff.truncate(queries.astype(np.float32), dim), eff.truncate(docs.astype(np.float32), dim)
+    return idx.truncate(queries.astype(np.float32), dim), idx.truncate(docs.astype(np.float32), dim)
 
 
 def cached_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--n-queries", type=int, default=200, help="random queries")
     ap.add_argument("--dim", type=int, default=384, help="embedding width of the random vectors")
     ap.add_argument("--from-cache", type=Path, default=None, help="folder with query.npy and passage.npy")
-    ap.add_argument("--families", default=",".join(eff.FAMILIES), help="index families, comma-separated")
+    ap.add_argument("--families", default=",".join(idx.FAMILIES), help="index families, comma-separated")
     ap.add_argument("--threads", type=int, default=2, help="faiss (and torch) threads")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats")
     ap.add_argument("--n-latency", type=int, default=100, help="queries timed one at a time")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         queries, docs = random_embeddings(args.n_docs, args.n_queries, args.dim)
         source = "random clustered vectors, seed 0"
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
-    specs = eff.default_specs(len(docs), docs.shape[1], families)
+    specs = idx.default_specs(len(docs), docs.shape[1], families)
     print(f"{len(docs)} passages x {docs.shape[1]} dims, {len(queries)} queries ({source}); {threads}; "
           f"{platform.processor() or platform.machine()}")
     start = time.perf_counter()

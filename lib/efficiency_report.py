@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lib import strategies
-from lib.efficiency import DUREADER_METRICS, FAMILIES, OVERLAP, POOL_METRICS, ZERO_SHOT
+from lib.efficiency import OVERLAP, POOL_METRICS, ZERO_SHOT
+from lib.indexes import DUREADER_METRICS, FAMILIES
 
 # --------------------------------------------------------------------------
 # Points and fronts

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib import clustering as clu
 from lib import efficiency as eff
+from lib import indexes as idx
 from lib import efficiency_report as report
 from lib.errors import ConfigError
 
@@ -44,20 +46,20 @@ def clustered():
     return queries, docs, qids, doc_ids, qrels
 
 
-def small_specs(n_docs: int) -> list[eff.IndexSpec]:
-    return eff.default_specs(n_docs, DIM, nprobes=(1, 4, 1000), ef_searches=(16, 64),
+def small_specs(n_docs: int) -> list[idx.IndexSpec]:
+    return idx.default_specs(n_docs, DIM, nprobes=(1, 4, 1000), ef_searches=(16, 64),
                              pq=((8, 8), (7, 8), (16, 4)), dims=(64, 16, 8), pq_min_points=2)
 
 
 def test_default_specs_leave_out_what_cannot_apply():
     specs = small_specs(600)
-    nlist = eff.ivf_nlist(600)
+    nlist = idx.ivf_nlist(600)
     ivf = [s for s in specs if s.family == "ivf"][0]
     assert ivf.factory == f"IVF{nlist},Flat" and ivf.values == (1, 4)  # 1000 > nlist left out
     assert sorted(s.factory for s in specs if s.family == "pq") == ["PQ16x4np", "PQ8x8np"]  # 7 does not divide 32
     assert [s.dim for s in specs if s.family == "trunc"] == [16, 8]  # 64 > 32 left out
-    assert not [s for s in eff.default_specs(500, DIM, pq=((8, 8),), pq_min_points=2) if s.family == "pq"]
-    assert [s.factory for s in eff.default_specs(1000, DIM, pq=((8, 8), (16, 4))) if s.family == "pq"] == [
+    assert not [s for s in idx.default_specs(500, DIM, pq=((8, 8),), pq_min_points=2) if s.family == "pq"]
+    assert [s.factory for s in idx.default_specs(1000, DIM, pq=((8, 8), (16, 4))) if s.family == "pq"] == [
         "PQ16x4np"]  # 8 bits need 39 * 256 vectors by default, 4 bits 39 * 16
 
 
@@ -70,7 +72,7 @@ def test_sweep_rows_quality_and_columns(clustered):
     assert list(tagged.columns) == eff.COLUMNS
     points = report.wide(tagged)
     assert set(points["index"]) == {"exact", "ivf", "hnsw", "pq", "sq", "trunc"}
-    needed = {eff.OVERLAP, *eff.DUREADER_METRICS, "latency_ms_p50", "latency_ms_p95", "batch_qps_p50",
+    needed = {eff.OVERLAP, *idx.DUREADER_METRICS, "latency_ms_p50", "latency_ms_p95", "batch_qps_p50",
               "index_bytes", "bytes_per_vector", "build_s"}
     assert needed <= set(points.columns) and not points[sorted(needed)].isna().any().any()
     exact = points[points["index"] == "exact"].iloc[0]
@@ -96,7 +98,7 @@ def test_sweep_rows_quality_and_columns(clustered):
 def test_exact_search_recovers_itself(clustered):
     _, docs, _, doc_ids, _ = clustered
     qrels = pd.DataFrame({"qid": doc_ids[:40], "doc_id": doc_ids[:40]})
-    rows = eff.sweep(docs[:40], docs, doc_ids[:40], doc_ids, qrels, [eff.IndexSpec("exact", "Flat", "dim=32")],
+    rows = eff.sweep(docs[:40], docs, doc_ids[:40], doc_ids, qrels, [idx.IndexSpec("exact", "Flat", "dim=32")],
                      n_latency=5, repeats=1, warmup=0, progress=False)
     values = rows.set_index("value_name")["value"]
     assert values[eff.OVERLAP] == 1.0 and values["recall_at_1"] == 1.0 and values["mrr_at_10"] == 1.0
@@ -104,48 +106,48 @@ def test_exact_search_recovers_itself(clustered):
 
 def test_truncation_renormalises_and_rejects_wide_dims(clustered):
     docs = clustered[1]
-    cut = eff.truncate(docs, 8)
+    cut = idx.truncate(docs, 8)
     assert cut.shape == (600, 8) and np.allclose(np.linalg.norm(cut, axis=1), 1, atol=1e-5)
     with pytest.raises(ConfigError, match="dim=64.*32-dimensional"):
-        eff.truncate(docs, 64)
+        idx.truncate(docs, 64)
     with pytest.raises(ConfigError, match="dim=0"):
-        eff.truncate(docs, 0)
+        idx.truncate(docs, 0)
     queries, docs, qids, doc_ids, qrels = clustered
     with pytest.raises(ConfigError, match="truncation dim=48 is larger than the embedding width 32"):
-        eff.sweep(queries, docs, qids, doc_ids, qrels, [eff.IndexSpec("trunc", "Flat", "dim=48", dim=48)])
+        eff.sweep(queries, docs, qids, doc_ids, qrels, [idx.IndexSpec("trunc", "Flat", "dim=48", dim=48)])
 
 
 def test_nprobe_larger_than_nlist_is_rejected(clustered):
     queries, docs, qids, doc_ids, qrels = clustered
-    index, _ = eff.build_index("IVF16,Flat", docs)
-    eff.set_knob(index, "nprobe", 16)
+    index, _ = idx.build_index("IVF16,Flat", docs)
+    idx.set_knob(index, "nprobe", 16)
     assert faiss.extract_index_ivf(index).nprobe == 16
     with pytest.raises(ConfigError, match="nprobe=32 is larger than nlist=16"):
-        eff.set_knob(index, "nprobe", 32)
-    spec = eff.IndexSpec("ivf", "IVF16,Flat", "nlist=16", "nprobe", (1, 64))
+        idx.set_knob(index, "nprobe", 32)
+    spec = idx.IndexSpec("ivf", "IVF16,Flat", "nlist=16", "nprobe", (1, 64))
     with pytest.raises(ConfigError, match=r"nprobe \[64\] larger than nlist=16"):
         eff.sweep(queries, docs, qids, doc_ids, qrels, [spec])
     with pytest.raises(ConfigError, match="efSearch applies to HNSW"):
-        eff.set_knob(index, "efSearch", 16)
+        idx.set_knob(index, "efSearch", 16)
 
 
 @pytest.mark.parametrize("factory, fragment", [("Foo12", "could not parse"), ("PQ7x8", "multiple")])
 def test_bad_factory_string_names_it(factory, fragment):
     with pytest.raises(ConfigError, match=f"'{factory}'.*{fragment}"):
-        eff.make_index(factory, DIM)
+        idx.make_index(factory, DIM)
 
 
 def test_untrainable_index_is_a_config_error(clustered):
     with pytest.raises(ConfigError, match="IVF5000,Flat.*600 vectors"):
-        eff.build_index("IVF5000,Flat", clustered[1])
+        idx.build_index("IVF5000,Flat", clustered[1])
 
 
 def test_sq8_stores_one_byte_per_dimension(clustered):
-    index, _ = eff.build_index("SQ8", clustered[1])
-    size = eff.index_size(index)
+    index, _ = idx.build_index("SQ8", clustered[1])
+    size = idx.index_size(index)
     assert size["code_bytes_per_vector"] == DIM
     assert DIM <= size["bytes_per_vector"] < DIM * 1.1  # plus the trained ranges and a header
-    flat = eff.index_size(eff.build_index("Flat", clustered[1])[0])
+    flat = idx.index_size(idx.build_index("Flat", clustered[1])[0])
     assert flat["code_bytes_per_vector"] == 4 * DIM
 
 
@@ -160,14 +162,14 @@ def language_pool(separated: bool, n_per_lang: int = 150, langs: str = "abcdef")
 
 
 def test_clustering_is_high_for_separated_languages_and_low_for_mixed():
-    sep = eff.language_clustering(*language_pool(True), nlist=30, sample=600)
-    mix = eff.language_clustering(*language_pool(False), nlist=30, sample=600)
+    sep = clu.language_clustering(*language_pool(True), nlist=30, sample=600)
+    mix = clu.language_clustering(*language_pool(False), nlist=30, sample=600)
     assert sep["silhouette"] > 0.5 and mix["silhouette"] < 0.05
     assert sep["cells_dom80"] > 0.9 and mix["cells_dom50"] < 0.1
     assert sep["cell_entropy"] < 0.2 < 0.8 < mix["cell_entropy"]
     assert sep["cell_entropy_shuffled"] > 0.8  # the shuffled-label baseline is near the mixed value
     with pytest.raises(ConfigError, match="two languages"):
-        eff.language_clustering(np.eye(4, dtype=np.float32), ["a"] * 4)
+        clu.language_clustering(np.eye(4, dtype=np.float32), ["a"] * 4)
 
 
 def test_write_rows_upserts_by_model_and_dataset(tmp_path):
@@ -245,7 +247,7 @@ def test_tables_figures_and_conclusion_compare_strategies(clustered):
     import matplotlib
     matplotlib.use("Agg")
     queries, docs, qids, doc_ids, qrels = clustered
-    specs = eff.default_specs(len(docs), DIM, ("exact", "ivf", "sq"), nprobes=(1, 8), sq=("SQ8",))
+    specs = idx.default_specs(len(docs), DIM, ("exact", "ivf", "sq"), nprobes=(1, 8), sq=("SQ8",))
     rng = np.random.default_rng(3)
     parts = []
     for model, strategy, noise in (("mono_s0", "mono", 0.0), ("hybrid_a0.5_s0", "hybrid", 0.3)):
@@ -254,15 +256,15 @@ def test_tables_figures_and_conclusion_compare_strategies(clustered):
         enc = pd.DataFrame([("encoder", "precision=fp32,max_length=8,batch=8", n, v) for n, v in
                             [("texts_per_s_p5", 9.0), ("texts_per_s_p50", 10.0), ("texts_per_s_p95", 11.0),
                              ("peak_rss_mib", 50.0), ("n_params", 1e6)]], columns=sweep.columns)
-        stats = eff.language_clustering(*language_pool(strategy == "mono"), nlist=30, sample=600)
+        stats = clu.language_clustering(*language_pool(strategy == "mono"), nlist=30, sample=600)
         clus = pd.DataFrame([("clustering", "nlist=30", k, v) for k, v in stats.items()], columns=sweep.columns)
         parts += [eff.tag_rows(pd.concat([enc, sweep]), model, strategy, "dureader_demo"),
                   eff.tag_rows(pd.concat([sweep, clus]), model, strategy, "xquad_r")]
     rows = pd.concat(parts, ignore_index=True)
     knobs = report.knob_table(rows, "dureader_demo")
     assert list(knobs.columns) == ["mono_s0", "hybrid_a0.5_s0"]
-    assert [p for p in knobs.loc["ivf"].index] == [f"nlist={eff.ivf_nlist(600)},nprobe=1",
-                                                    f"nlist={eff.ivf_nlist(600)},nprobe=8"]  # numeric order
+    assert [p for p in knobs.loc["ivf"].index] == [f"nlist={idx.ivf_nlist(600)},nprobe=1",
+                                                    f"nlist={idx.ivf_nlist(600)},nprobe=8"]  # numeric order
     diffs = report.difference_table(rows, ["dureader_demo"])
     assert diffs.loc[0, "pair"] == "hybrid - mono" and diffs.loc[0, "points"] == 3
     assert report.clustering_table(rows).loc["mono_s0", "silhouette"] > 0.5
@@ -322,7 +324,7 @@ def test_measure_all_writes_every_stage_for_every_model(tiny_encoder, tmp_path, 
 
 def test_end_to_end_timing_needs_aligned_texts_and_every_encoder(clustered, tiny_encoder):
     q, d, qids, doc_ids = clustered[:4]
-    spec = eff.default_specs(len(d), d.shape[1], ("exact",))
+    spec = idx.default_specs(len(d), d.shape[1], ("exact",))
     with pytest.raises(ConfigError, match="missing \\['m'\\]"):
         eff.sweep_models({"m": (q, d)}, qids, doc_ids, None, spec, metrics=(), n_e2e=2, query_texts=["x"] * len(q))
     with pytest.raises(ConfigError, match="aligned"):
@@ -396,11 +398,11 @@ def test_overlap_at_k_with_missing_results():
     """faiss pads with -1 when it finds fewer than k neighbours: a miss, never a match with another -1."""
     exact = np.array([[1, 2, 3, 4], [5, 6, -1, -1], [7, 8, 9, 10], [-1, -1, -1, -1]])
     approx = np.array([[2, 1, -1, -1], [6, -1, -1, -1], [-1, -1, -1, -1], [-1, -1, -1, -1]])
-    got = eff.overlap_at_k(approx, exact, k=4)
+    got = idx.overlap_at_k(approx, exact, k=4)
     np.testing.assert_allclose(got[:3], [2 / 4, 1 / 2, 0.0])
     assert np.isnan(got[3])  # no exact neighbour at all: undefined, not 0 or 1
-    np.testing.assert_allclose(eff.overlap_at_k(exact[:3], exact[:3], k=4), [1.0, 1.0, 1.0])
-    np.testing.assert_allclose(eff.overlap_at_k(approx[:2], exact[:2], k=2), [1.0, 1 / 2])
+    np.testing.assert_allclose(idx.overlap_at_k(exact[:3], exact[:3], k=4), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(idx.overlap_at_k(approx[:2], exact[:2], k=2), [1.0, 1 / 2])
 
 
 def test_labelled_metrics_with_missing_results():
@@ -410,7 +412,7 @@ def test_labelled_metrics_with_missing_results():
     qrels = pd.DataFrame({"qid": ["q0", "q1", "q1", "q2"], "doc_id": ["d2", "d0", "d5", "d4"]})
     ids = np.array([[1, 2, -1], [0, -1, -1], [-1, -1, -1], [3, -1, -1]])
     scores = np.array([[0.9, 0.8, -3.4e38], [0.7, -3.4e38, -3.4e38], [-3.4e38] * 3, [0.5, -3.4e38, -3.4e38]])
-    got = eff.labelled_metrics(ids, scores, qids, doc_ids, qrels, ("mrr_at_10", "recall_at_1", "recall_at_50",
+    got = idx.labelled_metrics(ids, scores, qids, doc_ids, qrels, ("mrr_at_10", "recall_at_1", "recall_at_50",
                                                                    "ndcg_at_10"))
     # q0: relevant d2 at rank 2; q1: d0 at rank 1, d5 never found; q2: nothing found; q3 has no judgement
     assert got["mrr_at_10"] == pytest.approx((1 / 2 + 1 + 0) / 3)
