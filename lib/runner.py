@@ -87,12 +87,9 @@ def _values(run: NotebookRun) -> dict:
 
 def train_dir(profile_name: str, run: NotebookRun) -> Path:
     """The run folder notebook 03 writes for ``run`` (``results/<profile>/models/<run name>``)."""
-    from lib.training import TrainConfig, run_name
+    from lib.training import config_from, run_name
 
-    values = _values(run)
-    fields = set(TrainConfig.__dataclass_fields__)
-    return results_dir(profile_name) / "models" / run_name(TrainConfig(**{k: v for k, v in values.items()
-                                                                           if k in fields}))
+    return results_dir(profile_name) / "models" / run_name(config_from(_values(run)))
 
 
 def _finished(folder: Path) -> bool:

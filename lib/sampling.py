@@ -42,8 +42,6 @@ import pandas as pd
 from lib import strategies
 from lib.errors import ConfigError, DataError
 
-STRATEGIES = strategies.trained_names()  # TEMPORARY alias, removed once config.py / training.py import the registry
-mono_share = strategies.mono_share  # TEMPORARY alias (same)
 DATASET_CHOICES = ("size", "uniform")
 KINDS = ("mono", "cross")
 REQUIRED_COLUMNS = ("dataset", "item_id", "query_lang", "doc_lang")

@@ -64,7 +64,8 @@ from tqdm.auto import tqdm
 
 from lib.errors import ConfigError
 from lib.paths import atomic_write
-from lib.sampling import BatchSampler, batches_frame, check_options, mono_share, validation_batches
+from lib import strategies
+from lib.sampling import BatchSampler, batches_frame, check_options, validation_batches
 
 LOG_COLUMNS = ["step", "loss", "lr", "pairs_per_s", "val_loss"]
 
@@ -76,7 +77,7 @@ class TrainConfig:
     backbone: str = "embedded"  # "embedded", a model folder or a hub id
     num_layers: int = 0  # keep the first k transformer layers (0 = all)
     strategy: str = "hybrid"  # mono | cross | hybrid
-    alpha: float = 0.5  # share of mono batches (set to 1 for mono, 0 for cross)
+    alpha: float = 0.5  # share of monolingual batches (lib.strategies rule: 1 for mono, 0 for cross)
     seed: int = 0  # batches, dropout and initial RNG
     steps: int = 120  # optimizer steps
     batch_size: int = 32  # pairs per (global) batch
@@ -85,7 +86,7 @@ class TrainConfig:
     warmup_steps: int = 10  # linear warm-up, then linear decay to 0
     temperature: float = 0.01  # InfoNCE temperature
     max_query_length: int = 64  # tokens, prefix included
-    max_passage_length: int = 64  # tokens, prefix included
+    max_passage_length: int = 96  # tokens, prefix included (paragraph positives are long)
     freeze_word_embeddings: bool = True  # keep the word-embedding matrix fixed
     eval_every: int = 20  # validation loss every k steps (0 = only at the end)
     val_pairs: int = 256  # cap on validation pairs (0 = all)
@@ -113,7 +114,10 @@ class TrainConfig:
                 and not isinstance(self.bf16, bool):
             raise ConfigError(f"TrainConfig.bf16={self.bf16!r}: use True, False or 'auto'")
         check_options(self.strategy, self.batch_size, self.alpha, self.seed, self.dataset_choice)
-        self.alpha = mono_share(self.strategy, self.alpha)
+        # the share of monolingual batches, by the strategy's rule in lib.strategies: alpha itself for
+        # strategies that use it (hybrid), the rule's fixed value otherwise (mono 1, cross 0), so that two
+        # runs of one strategy that differ only in an unused alpha are the same run
+        self.alpha = strategies.mono_share(self.strategy, self.alpha)
         if self.steps < 1:
             raise ConfigError(f"TrainConfig.steps={self.steps}: train for at least 1 step")
         if self.warmup_steps > self.steps:
@@ -137,9 +141,16 @@ class TrainConfig:
         return cls(**values)
 
 
+def config_from(values: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a notebook's or a profile section's values: every TrainConfig field found in
+    ``values`` (e.g. ``globals()`` of notebook 03), the dataclass defaults for the rest; other keys ignored."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in values.items() if k in names})
+
+
 def run_name(cfg: TrainConfig) -> str:
     """Folder name of a run, e.g. ``hybrid_a0.5_s0`` or ``mono_s1_L6``."""
-    name = cfg.strategy + (f"_a{cfg.alpha:g}" if cfg.strategy == "hybrid" else "") + f"_s{cfg.seed}"
+    name = cfg.strategy + (f"_a{cfg.alpha:g}" if strategies.get(cfg.strategy).uses_alpha else "") + f"_s{cfg.seed}"
     return name + (f"_L{cfg.num_layers}" if cfg.num_layers else "")
 
 
@@ -352,7 +363,7 @@ def _load_checkpoint(out_dir: Path, encoder, optimizer, scheduler, rank: int) ->
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, pairs: pd.DataFrame | None = None, encoder=None,
-          progress: bool = True, checkpoint_every: int = 50,
+          progress: bool = True, checkpoint_every: int = 20,
           callback: Callable[[int, dict], None] | None = None) -> Path:
     """Train one model into ``out_dir`` (see the module docstring) and return ``out_dir``.
 
