@@ -29,6 +29,8 @@ from tqdm.auto import tqdm
 from lib.errors import ConfigError, DataError, ModelError
 from lib.paths import CACHE_DIR, atomic_write
 from lib.integrity import check_files, read_sums, remember_sums, write_sums
+from lib.model_files import (BASE_REF, COMPACT_WEIGHTS, FORMAT, file_sha256, finish_full_folder, is_stored, kind,
+                             model_folder, resolve, saved_pooler, tensor_sha256, vocab_sha256)
 
 ENCODER_CONFIG = "encoder_config.json"
 ROLES = ("query", "passage")
@@ -177,8 +179,6 @@ class Encoder:
         sentence-transformers module files (prompts, pooling, normalize); see
         :mod:`lib.model_store`, which also writes compact run folders.
         """
-        from lib.model_store import finish_full_folder
-
         folder = Path(folder)
         with atomic_write(folder) as tmp:
             tmp.mkdir()
@@ -307,7 +307,6 @@ def _from_pretrained(source: str):
     model_cls = AutoModel._model_mapping.get(type(config), None)
     optional_pooler = model_cls is not None and "add_pooling_layer" in inspect.signature(model_cls.__init__).parameters
     if optional_pooler:
-        from lib.model_store import saved_pooler
         if not saved_pooler(source):  # a saved (placeholder) pooler is loaded, then dropped: nothing reported
             kwargs["add_pooling_layer"] = False
     try:
@@ -329,6 +328,50 @@ def _looks_like_path(backbone: str) -> bool:
     return backbone.startswith(("/", ".", "~")) or backbone.count("/") > 1 or "\\" in backbone
 
 
+def _load_stored(folder: str | os.PathLike, num_layers: int = 0, pooling: str | None = None):
+    """An :class:`Encoder` from a compact or pointer folder (formats: :mod:`lib.model_files`)."""
+    from safetensors.torch import load_file
+
+    folder = resolve(folder)
+    if kind(folder) != "compact":
+        return load_encoder(str(folder), num_layers, pooling)
+    ref = json.loads((folder / BASE_REF).read_text())
+    if ref.get("format") != FORMAT:
+        raise ModelError(f"{folder / BASE_REF}: format {ref.get('format')!r}, this code reads {FORMAT!r}")
+    base = load_encoder(ref["backbone"], int(ref.get("num_layers", 0)))
+    model = base.model
+    state = model.state_dict()
+    weights = folder / ref.get("weights", COMPACT_WEIGHTS)
+    if not weights.is_file() or (ref.get("weights_sha256") and file_sha256(weights) != ref["weights_sha256"]):
+        raise ModelError(f"{weights} is missing or differs from the sha256 in {BASE_REF} (truncated or changed "
+                         "after training); delete the run folder and rerun its training")
+    trained = load_file(str(weights))
+    frozen = ref["frozen"]
+    missing = sorted(set(state) - set(trained) - set(frozen))
+    extra = sorted(set(trained) - set(state))
+    if missing or extra:
+        raise ModelError(f"{folder}: its tensors do not fit the base {ref['backbone']!r} "
+                         f"(layers {ref.get('num_layers', 0)}): missing {missing[:3]}, unexpected {extra[:3]}")
+    for n, want in frozen.items():
+        if n not in state or tensor_sha256(state[n]) != want["sha256"]:
+            raise ModelError(f"{folder}: the base {ref['backbone']!r} now has another {n} than the one this run was "
+                             f"trained on (sha256 {want['sha256'][:12]}...). The base changed (e.g. another "
+                             "conversion); retrain, or export the run where the original base exists")
+    if ref.get("vocab_sha256") and vocab_sha256(base.tokenizer) != ref["vocab_sha256"]:
+        raise ModelError(f"{folder}: the tokenizer of the base {ref['backbone']!r} differs from the one this run "
+                         "was trained with; retrain or restore the original base")
+    with torch.no_grad():
+        for n, value in trained.items():
+            state[n].copy_(value.to(state[n].dtype))
+    meta = json.loads((folder / ENCODER_CONFIG).read_text())
+    model = _truncate(model, num_layers, str(folder))
+    info = {k: v for k, v in meta.items() if k not in ("pooling", "query_prefix", "passage_prefix", "name")}
+    if num_layers:
+        info["num_layers"] = num_layers
+    return Encoder(model.eval(), base.tokenizer, pooling or meta["pooling"], meta["query_prefix"],
+                   meta["passage_prefix"], name=meta.get("name", ""), info=info)
+
+
 def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str | None = None) -> Encoder:
     """An :class:`Encoder` for ``"embedded"``, a local model folder, or a hub id.
 
@@ -346,10 +389,9 @@ def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str |
         folder = Path(backbone).expanduser()
         name = backbone
     if folder.is_dir() and backbone != "embedded":
-        from lib.model_store import is_stored, load_stored, model_folder
         folder = model_folder(folder)  # a trained run's folder stands for its model/
         if is_stored(folder):  # a compact run folder or a same_as pointer (lib.model_store)
-            return load_stored(folder, num_layers, pooling)
+            return _load_stored(folder, num_layers, pooling)
     if folder.is_dir():
         if not (folder / "config.json").is_file():
             raise ModelError(f"backbone folder {folder} has no config.json: point to a folder written by "

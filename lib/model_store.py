@@ -33,152 +33,33 @@ rewrites the run's own ``model/README.md`` with its metrics.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 
+from lib.encoder import ENCODER_CONFIG, load_encoder
 from lib.errors import ModelError
+from lib.model_files import (BASE_REF, CARD, COMPACT_WEIGHTS, FORMAT, SAME_AS, _dump, file_sha256, kind,
+                             resolve, tensor_sha256, vocab_sha256, write_sentence_transformers_files)
 from lib.paths import atomic_write
-
-COMPACT_WEIGHTS = "trained.safetensors"
-BASE_REF = "base_model.json"
-SAME_AS = "same_as.json"
-FORMAT = "hbt-compact-1"
-CARD = "README.md"
-ST_PROMPTS = {"query": "query_prefix", "document": "passage_prefix", "passage": "passage_prefix"}
 
 
 # --------------------------------------------------------------------------
 # Hashes
 
 
-def tensor_sha256(tensor: torch.Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and raw bytes (no copy for contiguous CPU tensors)."""
-    t = tensor.detach().to("cpu").contiguous()
-    digest = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-    if t.numel():
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
-    return digest.hexdigest()
-
-
-def vocab_sha256(tokenizer) -> str:
-    """sha256 of the tokenizer's vocabulary (token -> id), independent of padding/truncation state."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
-    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------
 # sentence-transformers files and the pooler placeholder
 
 
-def write_sentence_transformers_files(folder: str | os.PathLike, encoder) -> None:
-    """modules.json (Transformer, Pooling, Normalize), pooling / prompt configs, as sentence-transformers reads them.
-
-    The classic module names (``sentence_transformers.models.*``) are used:
-    every sentence-transformers release from 2.x to 6.x loads them. The
-    prompts are the encoder's prefixes, so ``encode_query`` /
-    ``encode_document`` add ``"query: "`` / ``"passage: "`` as the project
-    does; pooling is the encoder's (mean or CLS, the prompt included), then
-    L2 normalisation.
-    """
-    folder = Path(folder)
-    cfg = encoder.model.config
-    dim = int(cfg.hidden_size)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]
-    max_seq = int(min(512, getattr(cfg, "max_position_embeddings", 512) or 512))
-    pooling = {"word_embedding_dimension": dim, "pooling_mode_cls_token": encoder.pooling == "cls",
-               "pooling_mode_mean_tokens": encoder.pooling == "mean", "pooling_mode_max_tokens": False,
-               "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
-               "pooling_mode_lasttoken": False, "include_prompt": True}
-    prompts = {k: getattr(encoder, attr) for k, attr in ST_PROMPTS.items() if getattr(encoder, attr)}
-    st_config = {"__version__": {"pytorch": torch.__version__.split("+")[0]}, "prompts": prompts,
-                 "default_prompt_name": None, "similarity_fn_name": "cosine"}
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "2_Normalize").mkdir(exist_ok=True)
-    _dump(modules, folder / "modules.json")
-    _dump({"max_seq_length": max_seq, "do_lower_case": False}, folder / "sentence_bert_config.json")
-    _dump(pooling, folder / "1_Pooling" / "config.json")
-    _dump(st_config, folder / "config_sentence_transformers.json")
-
-
-def _pooler_slot(model) -> bool:
-    """True when the model class has an optional pooler (BERT-like) and this instance has none."""
-    import inspect
-
-    return getattr(model, "pooler", "absent") is None and \
-        "add_pooling_layer" in inspect.signature(type(model).__init__).parameters
-
-
-def add_pooler_placeholder(folder: str | os.PathLike, model) -> bool:
-    """Add an identity ``pooler.dense`` to the saved weights of a pooler-less BERT-like model.
-
-    ``AutoModel.from_pretrained`` builds the pooler and, without these two
-    tensors, initialises them randomly and reports them MISSING. The
-    project's embeddings never use the pooler (mean / CLS pooling of the last
-    hidden state); weight = identity, bias = 0 makes ``pooler_output`` the
-    tanh of the CLS state, deterministic. :func:`lib.encoder.load_encoder`
-    drops it again. Returns whether the file was changed.
-    """
-    from safetensors.torch import load_file, save_file
-
-    path = Path(folder) / "model.safetensors"
-    if not (_pooler_slot(model) and path.is_file()):
-        return False
-    tensors = load_file(str(path))
-    if any(k.startswith("pooler.") for k in tensors):
-        return False
-    dim = int(model.config.hidden_size)
-    tensors["pooler.dense.weight"] = torch.eye(dim, dtype=torch.float32)
-    tensors["pooler.dense.bias"] = torch.zeros(dim, dtype=torch.float32)
-    save_file(tensors, str(path), metadata={"format": "pt"})
-    return True
-
-
-def finish_full_folder(folder: str | os.PathLike, encoder) -> None:
-    """What :meth:`lib.encoder.Encoder.save` adds to save_pretrained's files: pooler placeholder, module files."""
-    add_pooler_placeholder(folder, encoder.model)
-    write_sentence_transformers_files(folder, encoder)
-
-
-def saved_pooler(folder: str | os.PathLike) -> bool:
-    """Whether a local folder's ``model.safetensors`` holds ``pooler.*`` tensors (cheap: reads the header)."""
-    path = Path(folder) / "model.safetensors"
-    if not path.is_file():
-        return False
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as fh:
-            return any(k.startswith("pooler.") for k in fh.keys())
-    except Exception:  # noqa: BLE001 - unreadable: let from_pretrained report it
-        return False
-
-
 # --------------------------------------------------------------------------
 # Compact folders
-
-
-def _dump(values: Any, path: Path) -> None:
-    path.write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n")
 
 
 def _backbone_spec(backbone: str) -> str:
@@ -233,7 +114,6 @@ def save_compact(encoder, folder: str | os.PathLike, base: dict, *, name: str | 
         _dump(ref, tmp / BASE_REF)
         meta = {**_encoder_meta(encoder, name), "weights_sha256": ref["weights_sha256"],
                 "base_name": base.get("base_name", "")}
-        from lib.encoder import ENCODER_CONFIG
         _dump(meta, tmp / ENCODER_CONFIG)
         write_sentence_transformers_files(tmp, encoder)
         if card:
@@ -248,92 +128,6 @@ def save_same_as(folder: str | os.PathLike, target: str, note: str = "") -> Path
         tmp.mkdir()
         _dump({"format": FORMAT, "same_as": target, "note": note}, tmp / SAME_AS)
     return folder
-
-
-def kind(folder: str | os.PathLike) -> str:
-    """'pointer' (same_as.json), 'compact' (base_model.json), 'full' (config.json) or 'none'."""
-    folder = Path(folder)
-    if (folder / SAME_AS).is_file():
-        return "pointer"
-    if (folder / BASE_REF).is_file():
-        return "compact"
-    if (folder / "config.json").is_file():
-        return "full"
-    return "none"
-
-
-def model_folder(folder: str | os.PathLike) -> Path:
-    """A run folder (``train_config.json`` + ``model/``) -> its ``model/``; any other folder as it is."""
-    folder = Path(folder)
-    if (folder / "train_config.json").is_file() and (folder / "model").is_dir() and kind(folder) == "none":
-        return folder / "model"
-    return folder
-
-
-def is_stored(folder: str | os.PathLike) -> bool:
-    """Whether :func:`load_stored` (not transformers) must read this folder."""
-    return kind(folder) in ("pointer", "compact")
-
-
-def resolve(folder: str | os.PathLike) -> Path:
-    """Follow ``same_as.json`` pointers to the folder that holds weights."""
-    folder = Path(folder)
-    seen = set()
-    while kind(folder) == "pointer":
-        if folder.resolve() in seen:
-            raise ModelError(f"{folder / SAME_AS}: the same_as pointers form a loop")
-        seen.add(folder.resolve())
-        target = json.loads((folder / SAME_AS).read_text())["same_as"]
-        folder = (folder.parent / target) if not Path(target).is_absolute() else Path(target)
-        if not folder.is_dir():
-            raise ModelError(f"{folder} (named by a same_as.json pointer) does not exist; the run folder is "
-                             "incomplete: rerun its training")
-    return folder
-
-
-def load_stored(folder: str | os.PathLike, num_layers: int = 0, pooling: str | None = None):
-    """An :class:`lib.encoder.Encoder` from a compact or pointer folder (see the module docstring)."""
-    from lib.encoder import ENCODER_CONFIG, Encoder, _truncate, load_encoder
-    from safetensors.torch import load_file
-
-    folder = resolve(folder)
-    if kind(folder) != "compact":
-        return load_encoder(str(folder), num_layers, pooling)
-    ref = json.loads((folder / BASE_REF).read_text())
-    if ref.get("format") != FORMAT:
-        raise ModelError(f"{folder / BASE_REF}: format {ref.get('format')!r}, this code reads {FORMAT!r}")
-    base = load_encoder(ref["backbone"], int(ref.get("num_layers", 0)))
-    model = base.model
-    state = model.state_dict()
-    weights = folder / ref.get("weights", COMPACT_WEIGHTS)
-    if not weights.is_file() or (ref.get("weights_sha256") and file_sha256(weights) != ref["weights_sha256"]):
-        raise ModelError(f"{weights} is missing or differs from the sha256 in {BASE_REF} (truncated or changed "
-                         "after training); delete the run folder and rerun its training")
-    trained = load_file(str(weights))
-    frozen = ref["frozen"]
-    missing = sorted(set(state) - set(trained) - set(frozen))
-    extra = sorted(set(trained) - set(state))
-    if missing or extra:
-        raise ModelError(f"{folder}: its tensors do not fit the base {ref['backbone']!r} "
-                         f"(layers {ref.get('num_layers', 0)}): missing {missing[:3]}, unexpected {extra[:3]}")
-    for n, want in frozen.items():
-        if n not in state or tensor_sha256(state[n]) != want["sha256"]:
-            raise ModelError(f"{folder}: the base {ref['backbone']!r} now has another {n} than the one this run was "
-                             f"trained on (sha256 {want['sha256'][:12]}...). The base changed (e.g. another "
-                             "conversion); retrain, or export the run where the original base exists")
-    if ref.get("vocab_sha256") and vocab_sha256(base.tokenizer) != ref["vocab_sha256"]:
-        raise ModelError(f"{folder}: the tokenizer of the base {ref['backbone']!r} differs from the one this run "
-                         "was trained with; retrain or restore the original base")
-    with torch.no_grad():
-        for n, value in trained.items():
-            state[n].copy_(value.to(state[n].dtype))
-    meta = json.loads((folder / ENCODER_CONFIG).read_text())
-    model = _truncate(model, num_layers, str(folder))
-    info = {k: v for k, v in meta.items() if k not in ("pooling", "query_prefix", "passage_prefix", "name")}
-    if num_layers:
-        info["num_layers"] = num_layers
-    return Encoder(model.eval(), base.tokenizer, pooling or meta["pooling"], meta["query_prefix"],
-                   meta["passage_prefix"], name=meta.get("name", ""), info=info)
 
 
 def folder_bytes(path: str | os.PathLike) -> int:
@@ -460,7 +254,6 @@ def export(src: str | os.PathLike, out_dir: str | os.PathLike, *, which: str = "
     reads. ``SentenceTransformer(out_dir)`` and ``AutoModel.from_pretrained
     (out_dir)`` load the result without the project.
     """
-    from lib.encoder import load_encoder
 
     src, out_dir = Path(src).expanduser(), Path(out_dir).expanduser()
     if which not in ("model", "last"):
@@ -499,7 +292,6 @@ def write_card(run_dir: str | os.PathLike) -> Path:
     model_dir = resolve(run_dir / "model")
     facts = json.loads((run_dir / "train_config.json").read_text())
     base = json.loads((model_dir / BASE_REF).read_text()) if kind(model_dir) == "compact" else {}
-    from lib.encoder import ENCODER_CONFIG
     name = json.loads((model_dir / ENCODER_CONFIG).read_text()).get("name", run_dir.name)
     card = model_card(name, facts, base=base, facts=facts, metrics=run_metrics(run_dir),
                       compact=kind(model_dir) == "compact")

@@ -574,7 +574,7 @@ def model_revision(encoder) -> str:
     elif info.get("source_sha256"):
         ident["source"] = [info["source_sha256"], info.get("conversion_version")]
     else:
-        from lib.model_store import tensor_sha256
+        from lib.model_files import tensor_sha256
         ident["tensors"] = {k: tensor_sha256(v) for k, v in model.state_dict().items()}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 

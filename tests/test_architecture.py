@@ -23,7 +23,7 @@ from lib.paths import PROJ_ROOT
 LIB = PROJ_ROOT / "lib"
 LAYERS = {
     0: {"__init__", "errors", "paths", "strategies", "integrity", "results"},
-    1: {"data", "sentences", "training_data", "encoder", "model_store", "metrics", "stats"},
+    1: {"data", "sentences", "training_data", "model_files", "encoder", "model_store", "metrics", "stats"},
     2: {"sampling", "retrieval", "timing"},
     3: {"training", "distill"},
     4: {"evaluation", "indexes", "clustering", "efficiency", "mteb_eval", "scaling"},
