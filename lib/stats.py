@@ -236,6 +236,16 @@ def _seed_matrix(x, what: str) -> np.ndarray:
     return x
 
 
+def _seed_pair(a, b, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Both strategies' per-seed score matrices, checked: same questions, a level in (0, 1)."""
+    a, b = _seed_matrix(a, "strategy A"), _seed_matrix(b, "strategy B")
+    if a.shape[1] != b.shape[1]:
+        raise DataError(f"paired comparison needs the same questions: A has {a.shape[1]}, B has {b.shape[1]}")
+    if not 0 < level < 1:
+        raise ConfigError(f"level={level} must be between 0 and 1")
+    return a, b
+
+
 def _cell_sums(x: np.ndarray, c: np.ndarray, n_clusters: int, g: np.ndarray, n_groups: int) -> np.ndarray:
     """(n_seeds, n_clusters, n_groups) sums of each seed's scores per item and group."""
     out = np.zeros((x.shape[0], n_clusters, n_groups))
@@ -258,11 +268,7 @@ def seed_question_bootstrap(a, b, groups=None, clusters=None, n_bootstrap: int =
     standard error and a two-sided p-value (twice the smaller tail share of
     replicates at or beyond 0, floored at 1 / (n_bootstrap + 1)).
     """
-    a, b = _seed_matrix(a, "strategy A"), _seed_matrix(b, "strategy B")
-    if a.shape[1] != b.shape[1]:
-        raise DataError(f"paired comparison needs the same questions: A has {a.shape[1]}, B has {b.shape[1]}")
-    if not 0 < level < 1:
-        raise ConfigError(f"level={level} must be between 0 and 1")
+    a, b = _seed_pair(a, b, level)
     n = a.shape[1]
     g, n_groups = _codes(groups, n, "groups")
     c, n_clusters = _cluster_codes(clusters, n)
@@ -303,11 +309,7 @@ def seed_question_test(a, b, groups=None, clusters=None, level: float = 0.95) ->
     t interval should; a strategy with one seed contributes no seed variance
     (``seed_variance_known`` is then False).
     """
-    a, b = _seed_matrix(a, "strategy A"), _seed_matrix(b, "strategy B")
-    if a.shape[1] != b.shape[1]:
-        raise DataError(f"paired comparison needs the same questions: A has {a.shape[1]}, B has {b.shape[1]}")
-    if not 0 < level < 1:
-        raise ConfigError(f"level={level} must be between 0 and 1")
+    a, b = _seed_pair(a, b, level)
     n = a.shape[1]
     w = macro_weights(groups, n)
     g, n_groups = _codes(groups, n, "groups")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lib.encoder import build_tiny_encoder, load_encoder
 
@@ -20,3 +21,12 @@ def tiny_encoder():
 def embedded_encoder():
     """The embedded multilingual-e5-small (all 12 layers); converted on first use, then cached."""
     return load_encoder("embedded")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads; one thread avoids fighting over shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,7 +6,6 @@ import math
 import types
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from lib import evaluation as E
@@ -14,25 +13,14 @@ from lib import explore as X
 from lib import retrieval as R
 from lib.encoder import build_tiny_encoder
 from lib.errors import ConfigError
+from test_evaluation import tiny_set as evaluation_tiny_set
 
 LANGS = ("a", "b", "c")  # fake languages: language x writes words x0..x9
 
 
 def tiny_set(n_items: int = 4, distractors: int = 1):
-    """Items 0..n-1 in languages a, b, c; each with one answer sentence per language plus distractors."""
-    queries, docs, qrels = [], [], []
-    for lang in LANGS:
-        for k in range(n_items):
-            w1, w2 = f"{lang}{k}", f"{lang}{(k + 1) % 10}"
-            queries.append((f"{lang}-q{k}", f"item{k}", lang, f"what {w1} {w2} ?"))
-            docs.append((f"{lang}-d{k}", lang, f"{w1} {w2} is it ."))
-            qrels.append((f"{lang}-q{k}", f"{lang}-d{k}"))
-            for j in range(distractors):
-                docs.append((f"{lang}-d{k}x{j}", lang, f"{lang}{(k + 3 + j) % 10} the of ."))
-    return types.SimpleNamespace(
-        queries=pd.DataFrame(queries, columns=["qid", "item_id", "lang", "text"]),
-        docs=pd.DataFrame(docs, columns=["doc_id", "lang", "text"]),
-        qrels=pd.DataFrame(qrels, columns=["qid", "doc_id"]))
+    """test_evaluation's tiny set with every item in every language (no missing version)."""
+    return evaluation_tiny_set(n_items=n_items, missing=(), distractors=distractors)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ CSVs give non-empty figures; compute modules do not import matplotlib."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
+
 
 import matplotlib
 

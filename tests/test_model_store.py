@@ -21,13 +21,9 @@ TEXTS = ["a1 a2 ?", "b3 b4 b5 .", "what is c1", "d2"]
 
 
 @pytest.fixture(autouse=True)
-def one_thread_fp32(monkeypatch):
+def one_thread_fp32(monkeypatch, one_thread):
     """One thread (shared cores) and fp32 encoding, so embeddings compare exactly."""
     monkeypatch.setenv("HBT_BF16", "0")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

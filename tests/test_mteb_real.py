@@ -8,28 +8,20 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-import torch
 
 from lib import mteb_eval as ME
 from lib.encoder import build_tiny_encoder, load_encoder
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(
     importlib.util.find_spec("mteb") is None,
     reason="mteb is not installed: it is an optional dependency (pip install -r requirements-mteb.txt); "
-           "without it lib.mteb_eval.evaluate_mlqa_retrieval is the only MLQARetrieval evaluation")
+           "without it lib.mteb_eval.evaluate_mlqa_retrieval is the only MLQARetrieval evaluation")]
 
 # Items per language pair for the agreement test (lib.data.load_mlqa_retrieval(max_items=...)); the
 # full-size check over all 15,747 questions is benchmarks/mteb_agreement.py.
 AGREEMENT_ITEMS = 10
 AGREEMENT_LAYERS = 1  # the embedded backbone cut to its first layer: untuned, fast
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_model_meta_names_the_model_and_its_revision(tiny_encoder):

@@ -58,7 +58,7 @@ def macro(values, groups) -> float:
 
 def test_sign_flip_rejection_rate_under_a_clustered_null():
     rng = np.random.default_rng(11)
-    p_flip, p_t, p_naive = [], [], []
+    p_flip, p_t = [], []
     for _ in range(REPLICATES):
         d, groups, items = clustered_sample(rng)
         p_flip.append(S.paired_randomization_test(d, np.zeros_like(d), groups=groups, clusters=items,

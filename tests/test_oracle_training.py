@@ -27,12 +27,7 @@ from lib.training import DualEmbed, TrainConfig, train, train_step
 DEVICE = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
 
 
 def cfg_for(**kw) -> TrainConfig:
