@@ -862,7 +862,7 @@ def run_mteb(encoder, tasks: Sequence[Any] = MTEB_TASKS, out_dir: str | os.PathL
 
 
 def compare_with_mteb(encoder, subsets: dict | None = None, out_dir: str | os.PathLike | None = None, *,
-                      name: str = "", batch_size: int = 32, max_length: int = 512,
+                      name: str = "", batch_size: int = 32, max_length: int = 512, max_items: int = 0,
                       tolerance: dict[str, float] | None = None) -> pd.DataFrame:
     """Local MLQARetrieval against mteb's on the same encoder: nDCG@10 per subset, split validation.
 
@@ -873,7 +873,8 @@ def compare_with_mteb(encoder, subsets: dict | None = None, out_dir: str | os.Pa
     profile).
     """
     tolerance = {**COMPARE_TOLERANCE, **(tolerance or {})}
-    ours = evaluate_mlqa_retrieval(encoder, subsets, batch_size=batch_size, max_length=max_length)
+    ours = evaluate_mlqa_retrieval(encoder, subsets, max_items=max_items, batch_size=batch_size,
+                                   max_length=max_length)
     theirs = run_mteb(encoder, ["MLQARetrieval"], out_dir, name=name, eval_splits=[SPLIT],
                       batch_size=batch_size, max_length=max_length)
     theirs = theirs[(theirs["split"] == SPLIT) & (theirs["metric"] == MAIN_METRIC)]
