@@ -1,6 +1,6 @@
 """Untuned MLQARetrieval nDCG@10 of a distilled student (and, on capped subsets, the truncated copy of the same size).
 
-    python -m lib.distill --layers 3 --steps 600 --max-texts 20000   # makes $HBT_CACHE_DIR/models/distilled-L3
+    python -m lib.distill --layers 3 --steps 1200 --max-texts 20000  # makes $HBT_CACHE_DIR/models/distilled-L3
     python benchmarks/student_quality.py --layers 3                   # all 49 subsets, every question
     python benchmarks/student_quality.py --layers 3 --items 50        # capped: student and truncated copy
 
