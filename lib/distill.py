@@ -132,12 +132,7 @@ def teacher_embeddings(teacher, frame: pd.DataFrame, max_length: int = 128, cach
         out = np.load(path)
         if out.shape == (len(frame), teacher.dim):
             return out
-    out = np.empty((len(frame), teacher.dim), dtype=np.float32)
-    for role in ("query", "passage"):
-        rows = np.flatnonzero(frame["role"].to_numpy() == role)
-        if len(rows):
-            out[rows] = teacher.encode(frame["text"].iloc[rows].tolist(), role, max_length=max_length,
-                                       progress=progress)
+    out = _encode_by_role(teacher, frame, max_length, progress)
     with atomic_write(path) as tmp:  # the name ends in .npy, so np.save keeps it
         np.save(tmp, out)
     return out
@@ -171,13 +166,19 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> list[np.ndarray]
     return out
 
 
-def _cosine(student, frame: pd.DataFrame, target: np.ndarray, max_length: int) -> float:
-    got = np.empty_like(target)
+def _encode_by_role(encoder, frame: pd.DataFrame, max_length: int, progress: bool) -> np.ndarray:
+    """Embeddings of every row in row order, each text encoded with its row's role prefix."""
+    out = np.empty((len(frame), encoder.dim), dtype=np.float32)
     for role in ("query", "passage"):
         rows = np.flatnonzero(frame["role"].to_numpy() == role)
         if len(rows):
-            got[rows] = student.encode(frame["text"].iloc[rows].tolist(), role, max_length=max_length,
-                                       progress=False)
+            out[rows] = encoder.encode(frame["text"].iloc[rows].tolist(), role, max_length=max_length,
+                                       progress=progress)
+    return out
+
+
+def _cosine(student, frame: pd.DataFrame, target: np.ndarray, max_length: int) -> float:
+    got = _encode_by_role(student, frame, max_length, progress=False)
     return float(np.mean(np.sum(got * target, axis=1)))
 
 
