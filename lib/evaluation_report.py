@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from lib import paper
+from lib import paper_tables as tables
 from lib.plots import MARGIN, MARGIN_LABEL, color, empty_figure, label, margin_band, ordered, strategy_of
 
 SETTINGS = ("mono", "cross", "multi")
@@ -121,7 +121,7 @@ def figure_gaps(comparisons: pd.DataFrame, metrics: pd.DataFrame | None = None, 
 
 
 def _seed_dots(fig, metrics: pd.DataFrame, datasets: Sequence[str]) -> None:
-    macro = paper.macro_average(metrics[(metrics["metric"] == "map") & metrics["setting"].isin(SETTINGS)])
+    macro = tables.macro_average(metrics[(metrics["metric"] == "map") & metrics["setting"].isin(SETTINGS)])
     arms = ordered(macro["arm"])
     axes = np.atleast_2d(fig.subplots(len(datasets), len(SETTINGS), squeeze=False))
     for row, dataset in zip(axes, datasets):
@@ -180,8 +180,8 @@ def figure_seen_unseen(comparisons: pd.DataFrame, dataset: str = "xquad_r"):
 
 def heatmap_panels(metrics: pd.DataFrame, dataset: str) -> tuple[dict, dict]:
     """(per-arm mAP matrices, hybrid-minus-other difference matrices) of one dataset."""
-    arms = ordered(a for a in paper.with_arms(metrics[metrics["dataset"] == dataset])["arm"].unique())
-    mats = {a: paper.language_matrix(metrics, dataset, a) for a in arms}
+    arms = ordered(a for a in tables.with_arms(metrics[metrics["dataset"] == dataset])["arm"].unique())
+    mats = {a: tables.language_matrix(metrics, dataset, a) for a in arms}
     mats = {a: m for a, m in mats.items() if m.size}
     hybrid = next((a for a in mats if strategy_of(a) == "hybrid"), None)
     diffs = {}

@@ -32,9 +32,10 @@ import pandas as pd
 
 from lib import strategies
 from lib.errors import ConfigError
-from lib.evaluation import (DATASETS, Layout, ModelSpec, _trained_from, check_dataset, describe_model, layout,
-                            trained_models, zero_shot_name)
+from lib.evaluation import DATASETS, Layout, check_dataset, layout
 from lib.metrics import average_precision, rank_distance
+from lib.models import (ZERO_SHOT, ModelSpec, default_runs, describe_model, trained_from, trained_models,
+                        zero_shot_name)
 from lib.paths import PROJ_ROOT
 from lib.retrieval import block_ranks, encode_cached, resolve_encoder, topk_search
 
@@ -53,16 +54,13 @@ def model_table(profile: str, backbone: str = "embedded", num_layers: int = 0) -
     the zero-shot model and the seed-0 run of each strategy (hybrid: alpha
     closest to 0.5), the selection :func:`select_models` makes when given none.
     """
-    rows = [(zero_shot_name(backbone, num_layers), "zero-shot", math.nan, math.nan, backbone)]
-    for run in trained_models(profile):
-        if _trained_from(run, backbone, num_layers):
-            spec = describe_model(str(run))
-            rows.append((spec.name, spec.strategy, spec.alpha, spec.seed, str(run)))
+    zero = zero_shot_name(backbone, num_layers)
+    runs = [(describe_model(str(run)), str(run)) for run in trained_models(profile)
+            if trained_from(run, backbone, num_layers)]
+    rows = [(zero, ZERO_SHOT, math.nan, math.nan, backbone)]
+    rows += [(spec.name, spec.strategy, spec.alpha, spec.seed, path) for spec, path in runs]
     frame = pd.DataFrame(rows, columns=["model", "strategy", "alpha", "seed", "path"])
-    frame["default"] = frame["strategy"] == "zero-shot"
-    runs = frame[frame["seed"] == 0].assign(gap=lambda f: (f["alpha"] - 0.5).abs())
-    firsts = runs.sort_values(["gap", "model"]).groupby("strategy").head(1).index
-    frame.loc[firsts, "default"] = True
+    frame["default"] = frame["model"].isin({zero} | {spec.name for spec in default_runs(s for s, _ in runs)})
     order = frame["strategy"].map(strategies.order_key)
     return frame.assign(_o=order).sort_values(["_o", "model"]).drop(columns="_o").reset_index(drop=True)
 
@@ -81,7 +79,7 @@ def select_models(profile: str, backbone: str = "embedded", num_layers: int = 0,
         chosen = table[table["default"]]
     else:
         zero = table.loc[0, "model"]
-        wanted = [zero if m == "zero-shot" else m for m in models]
+        wanted = [zero if m == ZERO_SHOT else m for m in models]
         unknown = [m for m in wanted if m not in set(table["model"])]
         if unknown:
             raise ConfigError(f"parameter models: {unknown} not found; models of profile {profile!r} trained from "
@@ -89,7 +87,7 @@ def select_models(profile: str, backbone: str = "embedded", num_layers: int = 0,
         chosen = table.set_index("model").loc[list(dict.fromkeys(wanted))].reset_index()
     specs = []
     for row in chosen.itertuples():
-        if row.strategy == "zero-shot":
+        if row.strategy == ZERO_SHOT:
             specs.append(describe_model(backbone, row.model, num_layers))
         else:
             specs.append(describe_model(row.path))

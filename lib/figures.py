@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lib import paper  # noqa: E402
+from lib.models import zero_shot_name  # noqa: E402
 from lib.paths import results_dir  # noqa: E402
 from lib.plots import savefig  # noqa: E402
 
@@ -52,8 +53,6 @@ def _notebook_values(profile: str, notebook: str) -> dict:
 def _main_metrics(profile: str) -> tuple[pd.DataFrame, list[str]]:
     """metrics.csv rows of notebook 04's backbone depth (the zero-shot model of its backbone) and its
     datasets in the notebook's order."""
-    from lib.evaluation import zero_shot_name
-
     metrics = _csv(profile, "metrics.csv")
     values = _notebook_values(profile, "04_evaluation")
     zero = zero_shot_name(values.get("backbone", "embedded"), values.get("num_layers", 0))

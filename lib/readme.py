@@ -21,7 +21,7 @@ from typing import Callable
 
 import pandas as pd
 
-from lib import paper
+from lib import paper_tables
 from lib.errors import DataError
 from lib.paths import PROJ_ROOT, atomic_write, results_dir
 
@@ -69,8 +69,8 @@ def results_table(folder: Path) -> str:
     lines = ["| model | XQuAD-R | MLQA-R | mean rank distance XQuAD-R / MLQA-R |", "|---|---|---|---|"]
     for arm, label in ARMS:
         lines.append(f"| {label} | {cell(arm, 'xquad_r')} | {cell(arm, 'mlqa_r')} | {rank(arm)} |")
-    pub = paper.TABLE1[("XLM-R", "hybrid")]
-    pub_rd = paper.TABLE2[("XLM-R", "hybrid")]
+    pub = paper_tables.TABLE1[("XLM-R", "hybrid")]
+    pub_rd = paper_tables.TABLE2[("XLM-R", "hybrid")]
     lines.append("| paper, XLM-R hybrid (published) | " + " | ".join(" / ".join(_num(v) for v in pub[ds])
                                                                       for ds in DATASETS)
                  + f" | {pub_rd['xquad_r']} / {pub_rd['mlqa_r']} |")

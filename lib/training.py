@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 
 from lib.errors import ConfigError
 from lib.paths import atomic_write
-from lib import strategies
+from lib import models, strategies
 from lib.sampling import BatchSampler, batches_frame, check_options, validation_batches
 
 LOG_COLUMNS = ["step", "loss", "lr", "pairs_per_s", "val_loss"]
@@ -150,8 +150,7 @@ def config_from(values: dict[str, Any]) -> TrainConfig:
 
 def run_name(cfg: TrainConfig) -> str:
     """Folder name of a run, e.g. ``hybrid_a0.5_s0`` or ``mono_s1_L6``."""
-    name = cfg.strategy + (f"_a{cfg.alpha:g}" if strategies.get(cfg.strategy).uses_alpha else "") + f"_s{cfg.seed}"
-    return name + (f"_L{cfg.num_layers}" if cfg.num_layers else "")
+    return models.run_name(cfg.strategy, cfg.alpha, cfg.seed, cfg.num_layers)
 
 
 def info_nce(q: torch.Tensor, p: torch.Tensor, temperature: float,

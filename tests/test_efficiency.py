@@ -196,9 +196,9 @@ def test_pareto_front_keeps_undominated_points():
 
 
 def test_find_models_picks_seed0_per_strategy(tmp_path, monkeypatch):
-    import lib.evaluation
+    import lib.models
 
-    monkeypatch.setattr(lib.evaluation, "results_dir", lambda profile: tmp_path)
+    monkeypatch.setattr(lib.models, "results_dir", lambda profile: tmp_path)
     for name, strategy, seed, alpha in [("mono_s0", "mono", 0, 1.0), ("mono_s1", "mono", 1, 1.0),
                                         ("hybrid_a0.5_s0", "hybrid", 0, 0.5), ("hybrid_a0.3_s0", "hybrid", 0, 0.3),
                                         ("cross_s0", "cross", 0, 0.0)]:

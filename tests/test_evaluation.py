@@ -10,7 +10,8 @@ import pytest
 
 from lib import evaluation as E
 from lib import metrics as M
-from lib import paper
+from lib import models
+from lib import paper_tables
 from lib import retrieval as R
 from lib.errors import ConfigError, ModelError
 from lib.retrieval import block_ranks
@@ -42,6 +43,7 @@ def results(tmp_path, monkeypatch):
     """Redirect results/<profile>/ into a temporary folder."""
     fake = lambda profile: tmp_path / profile  # noqa: E731
     monkeypatch.setattr(E, "results_dir", fake)
+    monkeypatch.setattr(models, "results_dir", fake)
     monkeypatch.setattr(R, "results_dir", fake)
     return tmp_path
 
@@ -146,20 +148,20 @@ def test_trained_run_folder_metadata(tmp_path, tiny_encoder):
     run = tmp_path / "hybrid_a0.5_s3"
     tiny_encoder.save(run / "model")
     (run / "train_config.json").write_text(json.dumps({"strategy": "hybrid", "alpha": 0.5, "seed": 3}))
-    spec = E.describe_model(str(run))
+    spec = models.describe_model(str(run))
     assert (spec.name, spec.strategy, spec.alpha, spec.seed, spec.layers) == ("hybrid_a0.5_s3", "hybrid", 0.5, 3, 2)
     (run / "train_config.json").write_text(json.dumps({"strategy": "cross", "alpha": 0.0, "seed": 3}))
-    assert E.describe_model(str(run)).alpha == 0.0
-    assert E.describe_model(str(run)).fingerprint != spec.fingerprint
+    assert models.describe_model(str(run)).alpha == 0.0
+    assert models.describe_model(str(run)).fingerprint != spec.fingerprint
 
 
 def test_bad_inputs_get_clear_errors(results, tiny_encoder):
     with pytest.raises(ModelError, match="does not exist"):
-        E.describe_model("results/unit/models/no_such_run")
+        models.describe_model("results/unit/models/no_such_run")
     with pytest.raises(ConfigError, match=r"dataset='squad' is not evaluated .* use one of .*'xquad_r'"):
         E.evaluate_model(tiny_encoder, "tiny", "squad", "unit", data=tiny_set())
     with pytest.raises(ConfigError, match="model_name"):
-        E.describe_model(tiny_encoder)
+        models.describe_model(tiny_encoder)
     with pytest.raises(ConfigError, match="does not exist"):
         E.load_metrics("unit")
 
@@ -177,7 +179,7 @@ def test_macro_average_of_cross_is_the_mean_over_pairs():
     rows = pd.DataFrame([dict(model="m", strategy="mono", alpha=1.0, seed=0, layers=2, dataset="mlqa_r",
                               setting="cross", query_lang=x, doc_lang=y, metric="map", value=v, n_queries=5)
                          for (x, y), v in cells.items()])
-    macro = paper.macro_average(rows)
+    macro = paper_tables.macro_average(rows)
     assert macro["value"].item() == pytest.approx(np.mean(list(cells.values())))
     assert macro["n_cells"].item() == 6
 
@@ -201,9 +203,7 @@ def test_subset_keeps_every_protocol_cell():
 
 
 def test_evaluate_all_evaluates_matching_runs_once(results, tiny_encoder, monkeypatch):
-    import lib.data
-
-    monkeypatch.setattr(lib.data, "load_lareqa", lambda name, langs=None, max_items=0: tiny_set())
+    monkeypatch.setattr(E, "load_lareqa", lambda name, langs=None, max_items=0: tiny_set())
     runs = results / "unit" / "models"
     for name, layers in (("mono_s0", 0), ("hybrid_a0.5_s0", 0), ("mono_s0_L1", 1)):
         tiny_encoder.save(runs / name / "model")

@@ -10,6 +10,7 @@ import pytest
 
 from lib import evaluation as E
 from lib import explore as X
+from lib import models
 from lib import retrieval as R
 from lib.encoder import build_tiny_encoder
 from lib.errors import ConfigError
@@ -28,6 +29,7 @@ def profile(tmp_path, monkeypatch):
     """results/unit/ in a temporary folder: a tiny 'backbone' folder and runs trained from it."""
     fake = lambda profile: tmp_path / profile  # noqa: E731
     monkeypatch.setattr(E, "results_dir", fake)
+    monkeypatch.setattr(models, "results_dir", fake)
     monkeypatch.setattr(R, "results_dir", fake)
     base = tmp_path / "base"
     build_tiny_encoder(seed=0).save(base)
@@ -44,7 +46,7 @@ def profile(tmp_path, monkeypatch):
 
 def test_model_table_finds_the_runs_of_this_backbone_and_depth(profile):
     table = X.model_table("unit", profile.base)
-    zero = E.zero_shot_name(profile.base)
+    zero = models.zero_shot_name(profile.base)
     assert table["model"].tolist() == [zero, "mono_s0", "cross_s0", "hybrid_a0.2_s0", "hybrid_a0.5_s0",
                                        "hybrid_a0.5_s1"]  # mono_s0_L1 has another depth
     assert table.loc[table["default"], "model"].tolist() == [zero, "mono_s0", "cross_s0", "hybrid_a0.5_s0"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lib import evaluation as E
+from lib import models
 from lib import retrieval as R
 from lib import strategies
 from lib.encoder import build_tiny_encoder
@@ -66,7 +67,7 @@ def test_a_registered_strategy_runs_through_sampling_training_and_evaluation(mos
     fake = lambda profile: tmp_path / profile  # noqa: E731
     monkeypatch.setattr(E, "results_dir", fake)
     monkeypatch.setattr(R, "results_dir", fake)
-    spec = E.describe_model(str(run))
+    spec = models.describe_model(str(run))
     assert (spec.strategy, spec.alpha) == (mostly_mono, 0.9)
     rows = E.evaluate_model(str(run), None, "mlqa_r", "unit", data=tiny_set())
     assert set(rows["strategy"]) == {mostly_mono}

