@@ -1,37 +1,4 @@
-"""MTEB's cross-lingual retrieval tasks: MLQARetrieval computed locally, and the real mteb run.
-
-Local MLQARetrieval (``dataset = "mlqa_retrieval"``) follows mteb's task:
-
-- 49 subsets, one per (question language X, context language Y) over the 7
-  MLQA languages; split ``validation`` = MLQA v1 dev, file
-  ``dev-context-Y-question-X.json``. mteb names a subset
-  ``"<Y>-<X>"`` with ISO 639-3 codes, *corpus language first*: questions in
-  Arabic against English paragraphs is ``"eng-ara"`` (checked against the
-  query/document counts and lengths in mteb's descriptive statistics).
-- Queries are the distinct question texts of the file; the corpus is the
-  distinct paragraphs (``context``) of the *same file* (not every paragraph
-  of language Y); a question's relevant documents are the paragraphs it was
-  asked about (relevance 1). Duplicate texts are merged as mteb does
-  (:func:`mteb_view`), so the data layer's ids do not matter.
-- Score: cosine similarity; main score nDCG@10 as pytrec_eval's
-  ``ndcg_cut_10`` (linear gain, log2 discount, ideal from the qrels), plus
-  MRR@10 and Recall@10. mteb keeps a top-k run (k = 100 or 1000 by version)
-  before pytrec_eval; @10 metrics do not depend on that depth. Here the
-  exact rank of each relevant paragraph in the subset's whole corpus is
-  computed and the @10 metrics come from ranx (``lib.metrics.topk_metrics``).
-- Ties: trec_eval (hence pytrec_eval and mteb since its tie fixes) orders
-  equal scores by document id, descending; so does :func:`trec_ranks`, on
-  this project's document ids (mteb's ids differ, so an exact float tie
-  could resolve differently; ``n_tied`` counts the queries concerned).
-- No self-retrieval handling is needed: query and document ids never
-  coincide (mteb's ``ignore_identical_ids`` is off by default anyway).
-
-Every language's questions and paragraphs are encoded once per model and
-shared by the subsets. Rows in ``metrics.csv``: one per subset and metric
-(``setting = "subset"``), plus macro means over subsets (``setting`` =
-``"same"``: the 7 X == Y subsets, ``"cross"``: the 42 others, ``"all"``:
-the 49; ``query_lang`` and ``doc_lang`` empty, ``n_queries`` summed).
-Per-query values go to ``per_query/<model>__mlqa_retrieval.parquet``.
+"""The ``mteb`` package: this project's encoders behind mteb's interface, and mteb's runs checked against ours.
 
 The ``mteb`` package (optional, ``requirements-mteb.txt``, tested with
 2.26) runs the same encoder through :class:`MtebEncoder`, whose
@@ -39,344 +6,45 @@ The ``mteb`` package (optional, ``requirements-mteb.txt``, tested with
 ``hybrid-batch-study/<name>`` with a weights-fingerprint revision
 (:func:`model_revision`), so mteb files results under that name. Offline,
 :func:`local_mlqa_task` builds the 49 subsets as an ``AbsTaskRetrieval``
-and :func:`mteb_agreement` compares mteb's nDCG@10 with this module's
+and :func:`mteb_agreement` compares mteb's nDCG@10 with the local one
 (``benchmarks/mteb_agreement.py``, notebook 07's last cell). With a
 network, :func:`run_mteb` also runs hub tasks (MLQARetrieval,
 BelebeleRetrieval, XPQARetrieval) and :func:`compare_with_mteb` checks the
 local MLQARetrieval against the hub's.
+
+The local MLQARetrieval itself (subsets, ranking, metrics, result files) is
+:mod:`lib.mlqa_retrieval`.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
-import time
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
+from lib.data import load_mlqa_retrieval
+from lib.encoder import load_encoder
 from lib.errors import ConfigError, DataError, StudyError
-from lib.paths import CACHE_DIR, atomic_write, results_dir
+from lib.mlqa_retrieval import (DATASET, MAIN_METRIC, SPLIT, SUMMARY_SETTINGS, check_subsets,  # noqa: F401
+                                doc_ids, evaluate_mlqa_retrieval, mteb_subset_name, parse_subset_name, views)
+from lib.model_files import tensor_sha256
+from lib.paths import CACHE_DIR, atomic_write
 
-DATASET = "mlqa_retrieval"
-SPLIT = "validation"
-LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
-ISO3 = {"ar": "ara", "de": "deu", "en": "eng", "es": "spa", "hi": "hin", "vi": "vie", "zh": "zho"}
-METRICS = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_10": "recall@10"}  # csv -> ranx
-MAIN_METRIC = "ndcg_at_10"
-SUMMARY_SETTINGS = ("same", "cross", "all")
+# SUMMARY_SETTINGS stays importable here for notebooks/07_model_size_scaling.ipynb (mteb_eval.SUMMARY_SETTINGS)
+# and DATASET for lib/scaling_stats.py (mteb_eval.DATASET); their owner is lib.mlqa_retrieval
 MTEB_TASKS = ("MLQARetrieval", "BelebeleRetrieval", "XPQARetrieval")
-METRIC_COLUMNS = ["model", "strategy", "alpha", "seed", "layers", "dataset", "setting", "query_lang",
-                  "doc_lang", "metric", "value", "n_queries"]  # lib.evaluation.upsert_metrics adds "profile"
 # Agreement of compare_with_mteb: per subset |local - mteb| nDCG@10 at most MAX, mean over subsets at most MEAN.
 # Same encoder and texts on both sides, so only float noise (bf16 with other batch shapes) and
 # mteb's 5-decimal rounding remain; a wrong subset construction moves values by 0.05 and more.
 COMPARE_TOLERANCE = {"max_abs_diff": 0.01, "mean_abs_diff": 0.002}
-
-# mteb's descriptive statistics of MLQARetrieval, split validation: (queries, documents) per
-# (question language, context language). They equal the distinct questions / paragraphs of each
-# dev file, which is how check_subsets recognises a complete, mteb-shaped set.
-_COUNTS = """
-ar: ar 517 439, de 207 179, en 517 438, es 161 145, hi 186 152, vi 163 152, zh 188 161
-de: ar 207 170, de 512 456, en 512 447, es 196 184, hi 163 142, vi 182 161, zh 190 164
-en: ar 517 439, de 512 456, en 1148 978, es 500 454, hi 507 425, vi 511 451, zh 504 443
-es: ar 161 140, de 196 181, en 500 439, es 500 454, hi 187 157, vi 189 166, zh 161 148
-hi: ar 186 155, de 163 146, en 507 423, es 187 165, hi 507 425, vi 177 157, zh 189 163
-vi: ar 163 148, de 182 163, en 511 452, es 189 176, hi 177 157, vi 511 451, zh 184 168
-zh: ar 188 155, de 190 167, en 504 430, es 161 150, hi 189 162, vi 184 166, zh 504 443
-"""
-
-
-def _parse_counts(text: str) -> dict[tuple[str, str], tuple[int, int]]:
-    out = {}
-    for line in text.strip().splitlines():
-        q_lang, rest = line.split(":")
-        for cell in rest.split(","):
-            c_lang, n_q, n_d = cell.split()
-            out[(q_lang.strip(), c_lang)] = (int(n_q), int(n_d))
-    return out
-
-
-MLQA_VALIDATION_COUNTS = _parse_counts(_COUNTS)  # (query_lang, doc_lang) -> (n_queries, n_docs)
-
-
-# --------------------------------------------------------------------------
-# Subsets
-
-
-def mteb_subset_name(query_lang: str, doc_lang: str) -> str:
-    """mteb's ``hf_subset`` of MLQARetrieval: corpus language first, e.g. ('ar', 'en') -> 'eng-ara'."""
-    for lang in (query_lang, doc_lang):
-        if lang not in ISO3:
-            raise ConfigError(f"MLQA language {lang!r}: use one of {', '.join(LANGS)}")
-    return f"{ISO3[doc_lang]}-{ISO3[query_lang]}"
-
-
-def parse_subset_name(name: str) -> tuple[str, str]:
-    """Inverse of :func:`mteb_subset_name`: 'eng-ara' -> ('ar', 'en') = (query_lang, doc_lang)."""
-    back = {v: k for k, v in ISO3.items()}
-    parts = name.split("-")
-    if len(parts) != 2 or parts[0] not in back or parts[1] not in back:
-        raise ConfigError(f"MLQARetrieval subset {name!r}: expected '<corpus iso3>-<query iso3>' "
-                          f"with codes {sorted(back)}")
-    return back[parts[1]], back[parts[0]]
-
-
-def mteb_view(rset) -> tuple[list[str], list[str], list[str], list[list[int]]]:
-    """A subset as mteb sees it: distinct query texts, distinct document texts, qrels by text.
-
-    Returns ``(query_texts, query_item_ids, doc_texts, relevant)`` where
-    ``relevant[i]`` lists the document positions relevant to query ``i``.
-    Queries with the same text are merged (their relevant sets united) and
-    documents with the same text are one document, as mteb builds the task.
-    """
-    q, d, qrels = rset.queries, rset.docs, rset.qrels
-    for frame, cols, what in ((q, ("qid", "text"), "queries"), (d, ("doc_id", "text"), "docs"),
-                              (qrels, ("qid", "doc_id"), "qrels")):
-        missing = [c for c in cols if c not in frame.columns]
-        if missing:
-            raise DataError(f"MLQARetrieval subset: {what} lacks column(s) {missing}; expected a "
-                            "lib.data.RetrievalSet")
-    doc_texts = list(dict.fromkeys(d["text"].astype(str)))
-    doc_pos = {t: i for i, t in enumerate(doc_texts)}
-    doc_of_id = dict(zip(d["doc_id"].astype(str), d["text"].astype(str)))
-    q_texts = list(dict.fromkeys(q["text"].astype(str)))
-    q_pos = {t: i for i, t in enumerate(q_texts)}
-    text_of_qid = dict(zip(q["qid"].astype(str), q["text"].astype(str)))
-    items = {}
-    if "item_id" in q.columns:
-        for t, item in zip(q["text"].astype(str), q["item_id"].astype(str)):
-            items.setdefault(t, item)
-    relevant: list[set[int]] = [set() for _ in q_texts]
-    for qid, doc_id in zip(qrels["qid"].astype(str), qrels["doc_id"].astype(str)):
-        if qid not in text_of_qid or doc_id not in doc_of_id:
-            raise DataError(f"MLQARetrieval subset: qrels pair ({qid!r}, {doc_id!r}) names an unknown "
-                            "query or document")
-        relevant[q_pos[text_of_qid[qid]]].add(doc_pos[doc_of_id[doc_id]])
-    keep = [i for i, r in enumerate(relevant) if r]  # pytrec_eval scores only queries with qrels
-    return ([q_texts[i] for i in keep], [items.get(q_texts[i], "") for i in keep], doc_texts,
-            [sorted(relevant[i]) for i in keep])
-
-
-def check_subsets(subsets: dict, complete: bool = True) -> None:
-    """Raise DataError unless ``subsets`` are the 49 (query_lang, doc_lang) MLQARetrieval subsets.
-
-    With ``complete`` (no ``max_items`` cap) each subset's distinct queries
-    and documents must also match mteb's published validation counts.
-    """
-    expected = set(MLQA_VALIDATION_COUNTS)
-    got = set(subsets)
-    if got != expected:
-        raise DataError(f"MLQARetrieval needs the 49 (query_lang, doc_lang) subsets; missing "
-                        f"{sorted(expected - got)[:5]}, unexpected {sorted(got - expected)[:5]}. "
-                        "Load them with lib.data.load_mlqa_retrieval()")
-    if not complete:
-        return
-    wrong = {}
-    for key, rset in subsets.items():
-        q_texts, _, d_texts, _ = mteb_view(rset)
-        if (len(q_texts), len(d_texts)) != MLQA_VALIDATION_COUNTS[key]:
-            wrong[key] = ((len(q_texts), len(d_texts)), MLQA_VALIDATION_COUNTS[key])
-    if wrong:
-        raise DataError(f"MLQARetrieval subsets differ from mteb's (queries, documents) counts "
-                        f"(got, mteb): {dict(list(wrong.items())[:5])}. The corpus of subset (X, Y) must be "
-                        "the distinct paragraphs of dev-context-Y-question-X.json; check the data mirror "
-                        "(sha256sum -c SHA256SUMS) and lib.data.load_mlqa_retrieval")
-
-
-# --------------------------------------------------------------------------
-# Ranking and metrics
-
-
-def trec_ranks(scores: np.ndarray, relevant: Sequence[Sequence[int]], doc_ids: Sequence[str]
-               ) -> tuple[list[np.ndarray], np.ndarray]:
-    """1-based rank of every relevant document, ranking by score then doc id, both descending.
-
-    That is trec_eval's order (so pytrec_eval's and mteb's). ``scores`` is
-    (n_queries, n_docs). Returns the ranks (aligned with ``relevant[i]``)
-    and, per query, whether a relevant document ties exactly with another.
-    """
-    scores = np.asarray(scores)
-    n, m = scores.shape
-    if len(relevant) != n or len(doc_ids) != m:
-        raise ConfigError(f"trec_ranks: {len(relevant)} relevant lists / {len(doc_ids)} doc ids for "
-                          f"scores of shape {scores.shape}")
-    order = sorted(range(m), key=lambda j: doc_ids[j], reverse=True)
-    first = np.empty(m, dtype=np.int64)  # position in the descending-id order: smaller ranks first on ties
-    first[order] = np.arange(m)
-    ranks, tied = [], np.zeros(n, dtype=bool)
-    for i, rel in enumerate(relevant):
-        rel = np.asarray(rel, dtype=np.int64)
-        row = scores[i]
-        s = row[rel][:, None]
-        higher = (row[None, :] > s).sum(1)
-        equal = row[None, :] == s
-        before = (equal & (first[None, :] < first[rel][:, None])).sum(1)
-        ranks.append(1 + higher + before)
-        tied[i] = bool((equal.sum(1) > 1).any())
-    return ranks, tied
-
-
-def subset_metrics(ranks: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-    """Per-query nDCG@10, MRR@10, Recall@10 (ranx) and full-corpus AP from relevant ranks."""
-    from lib.metrics import average_precisions, topk_metrics
-
-    values = topk_metrics([np.asarray(r) for r in ranks], METRICS)
-    values["ap"] = average_precisions(ranks)
-    return values
-
-
-# --------------------------------------------------------------------------
-# Encoding and evaluation
-
-
-@dataclass
-class MlqaResult:
-    """Local MLQARetrieval scores of one model."""
-
-    subsets: pd.DataFrame  # query_lang, doc_lang, subset, n_queries, n_docs, n_tied, <metrics>
-    per_query: pd.DataFrame  # query_id, item_id, setting, query_lang, doc_lang, ap, relevant_ranks, <metrics>
-    encode_seconds: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    def summary(self) -> pd.DataFrame:
-        return summarize(self.subsets)
-
-
-def _views(subsets: dict) -> dict:
-    return {key: mteb_view(rset) for key, rset in sorted(subsets.items())}
-
-
-def encode_languages(encoder, views: dict, *, batch_size: int = 32, max_length: int = 512,
-                     progress: bool | None = None) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """Embed each language's distinct questions and paragraphs once: (role, lang) -> {text: vector}."""
-    texts: dict[tuple[str, str], dict[str, None]] = {}
-    for (q_lang, d_lang), (q_texts, _, d_texts, _) in views.items():
-        texts.setdefault(("query", q_lang), {}).update(dict.fromkeys(q_texts))
-        texts.setdefault(("passage", d_lang), {}).update(dict.fromkeys(d_texts))
-    out = {}
-    for (role, lang), unique in sorted(texts.items()):
-        items = list(unique)
-        emb = encoder.encode(items, role, batch_size=batch_size, max_length=max_length, progress=progress)
-        out[(role, lang)] = dict(zip(items, emb))
-    return out
-
-
-def evaluate_mlqa_retrieval(encoder, subsets: dict | None = None, *, max_items: int = 0, batch_size: int = 32,
-                            max_length: int = 512, progress: bool | None = None) -> MlqaResult:
-    """Score ``encoder`` on the 49 MLQARetrieval subsets (validation split).
-
-    ``subsets`` defaults to ``lib.data.load_mlqa_retrieval(max_items)``.
-    ``max_length`` caps tokens per text (512 = the e5 models' limit that
-    mteb applies through sentence-transformers; MLQA paragraphs average
-    about 200 tokens, 5-10 % exceed 512).
-    """
-    if subsets is None:
-        from lib.data import load_mlqa_retrieval
-        subsets = load_mlqa_retrieval(max_items=max_items)
-    check_subsets(subsets, complete=not max_items)
-    views = _views(subsets)
-    t0 = time.perf_counter()
-    emb = encode_languages(encoder, views, batch_size=batch_size, max_length=max_length, progress=progress)
-    encode_seconds = time.perf_counter() - t0
-    rows, per_query = [], []
-    for (q_lang, d_lang), (q_texts, items, d_texts, relevant) in views.items():
-        q = np.stack([emb[("query", q_lang)][t] for t in q_texts]).astype(np.float32)
-        d = np.stack([emb[("passage", d_lang)][t] for t in d_texts]).astype(np.float32)
-        doc_ids = [f"{d_lang}-{i:06d}" for i in range(len(d_texts))]
-        ranks, tied = trec_ranks(q @ d.T, relevant, doc_ids)
-        values = subset_metrics(ranks)
-        name = mteb_subset_name(q_lang, d_lang)
-        rows.append({"query_lang": q_lang, "doc_lang": d_lang, "subset": name, "n_queries": len(q_texts),
-                     "n_docs": len(d_texts), "n_tied": int(tied.sum()),
-                     **{m: float(np.mean(values[m])) for m in METRICS}})
-        per_query.append(pd.DataFrame({
-            "query_id": [f"{name}/{i}" for i in range(len(q_texts))], "item_id": items,
-            "setting": "subset", "query_lang": q_lang, "doc_lang": d_lang, "ap": values["ap"],
-            "relevant_ranks": [np.sort(r).astype(np.int64).tolist() for r in ranks],
-            **{m: values[m] for m in METRICS}}))
-    info = {"max_length": max_length, "batch_size": batch_size, "max_items": max_items}
-    return MlqaResult(pd.DataFrame(rows), pd.concat(per_query, ignore_index=True), encode_seconds, info)
-
-
-def summarize(subset_table: pd.DataFrame) -> pd.DataFrame:
-    """Macro means over subsets: setting same (X == Y), cross (X != Y), all; one row per metric."""
-    same = subset_table["query_lang"] == subset_table["doc_lang"]
-    rows = []
-    for setting, mask in (("same", same), ("cross", ~same), ("all", same | ~same)):
-        part = subset_table[mask]
-        for metric in METRICS:
-            rows.append({"setting": setting, "metric": metric, "value": float(part[metric].mean()),
-                         "n_subsets": int(len(part)), "n_queries": int(part["n_queries"].sum())})
-    return pd.DataFrame(rows)
-
-
-def metric_rows(result: MlqaResult, *, model: str, strategy: str, alpha: float | None = None,
-                seed: int | None = None, layers: int | None = None) -> pd.DataFrame:
-    """``metrics.csv`` rows of one model: every subset and metric, then the same/cross/all means."""
-    tags = {"model": model, "strategy": strategy, "alpha": alpha, "seed": seed, "layers": layers,
-            "dataset": DATASET}
-    rows = []
-    for r in result.subsets.itertuples(index=False):
-        for metric in METRICS:
-            rows.append({**tags, "setting": "subset", "query_lang": r.query_lang, "doc_lang": r.doc_lang,
-                         "metric": metric, "value": getattr(r, metric), "n_queries": r.n_queries})
-    for r in result.summary().itertuples(index=False):
-        rows.append({**tags, "setting": r.setting, "query_lang": "", "doc_lang": "", "metric": r.metric,
-                     "value": r.value, "n_queries": r.n_queries})
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
-
-
-# --------------------------------------------------------------------------
-# Files (lib.evaluation's metrics.csv and per_query/ conventions)
-
-
-def write_mlqa_results(result: MlqaResult, profile: str, *, model: str, strategy: str,
-                       alpha: float | None = None, seed: int | None = None,
-                       layers: int | None = None) -> pd.DataFrame:
-    """Write the model's rows to metrics.csv (upsert by model + dataset) and its per-query parquet."""
-    from lib.evaluation import per_query_path, upsert_metrics
-
-    rows = metric_rows(result, model=model, strategy=strategy, alpha=alpha, seed=seed, layers=layers)
-    path = per_query_path(profile, model, DATASET)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        result.per_query.to_parquet(tmp, index=False)
-    upsert_metrics(profile, rows)
-    return rows
-
-
-def _manifest_path(profile: str) -> Path:
-    return results_dir(profile) / "mlqa_retrieval_evaluations.json"
-
-
-def record_evaluation(profile: str, model: str, key: dict) -> None:
-    """Remember what (model fingerprint, settings) produced the model's MLQARetrieval rows."""
-    path = _manifest_path(profile)
-    entries = json.loads(path.read_text()) if path.is_file() else {}
-    entries[model] = key
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
-
-
-def has_results(profile: str, model: str, key: dict | None = None) -> bool:
-    """Whether metrics.csv holds the model's MLQARetrieval rows, its per-query file exists and (when
-    ``key`` is given) they were produced by the same model fingerprint and settings."""
-    from lib.evaluation import metrics_path, per_query_path
-
-    path = metrics_path(profile)
-    if not (path.is_file() and per_query_path(profile, model, DATASET).is_file()):
-        return False
-    if key is not None:
-        manifest = _manifest_path(profile)
-        if not manifest.is_file() or json.loads(manifest.read_text()).get(model) != key:
-            return False
-    frame = pd.read_csv(path, usecols=["model", "dataset"], dtype=str)
-    return bool(((frame["model"] == model) & (frame["dataset"] == DATASET)).any())
 
 
 # --------------------------------------------------------------------------
@@ -425,7 +93,6 @@ class MtebEncoder:
     def __init__(self, encoder, name: str = "", batch_size: int = 32, max_length: int = 512,
                  revision: str | None = None, **kwargs: Any):
         if isinstance(encoder, str):
-            from lib.encoder import load_encoder
             encoder = load_encoder(encoder, **kwargs)
         self.encoder = encoder
         self.name = name or getattr(encoder, "name", "") or "local-encoder"
@@ -466,8 +133,6 @@ class MtebEncoder:
     @staticmethod
     def similarity(embeddings1: Any, embeddings2: Any):
         """Cosine similarity matrix as a torch tensor (mteb's return type)."""
-        import torch
-
         a = torch.as_tensor(np.asarray(embeddings1, dtype=np.float32))
         b = torch.as_tensor(np.asarray(embeddings2, dtype=np.float32))
         a = torch.nn.functional.normalize(a.reshape(-1, a.shape[-1]), dim=-1)
@@ -476,8 +141,6 @@ class MtebEncoder:
 
     @staticmethod
     def similarity_pairwise(embeddings1: Any, embeddings2: Any):
-        import torch
-
         a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings1, dtype=np.float32)), dim=-1)
         b = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings2, dtype=np.float32)), dim=-1)
         return (a * b).sum(-1)
@@ -488,7 +151,7 @@ def _import_mteb(local: bool = False):
     if importlib.util.find_spec("mteb") is None:
         raise StudyError("the 'mteb' package is not installed: pip install -r requirements-mteb.txt"
                          + ("" if local else " (hub tasks download their data from the Hugging Face hub, so they "
-                            "need a network). Offline, use lib.mteb_eval.evaluate_mlqa_retrieval, the local "
+                            "need a network). Offline, use lib.mlqa_retrieval.evaluate_mlqa_retrieval, the local "
                             "MLQARetrieval"))
     import mteb
 
@@ -563,8 +226,6 @@ def model_revision(encoder) -> str:
     count is part of the identity (``num_layers`` truncation). Other models
     are hashed tensor by tensor (about a second for e5-small).
     """
-    import hashlib
-
     info = dict(getattr(encoder, "info", {}) or {})
     model = encoder.model
     ident = {"layers": int(model.config.num_hidden_layers), "pooling": getattr(encoder, "pooling", ""),
@@ -574,7 +235,6 @@ def model_revision(encoder) -> str:
     elif info.get("source_sha256"):
         ident["source"] = [info["source_sha256"], info.get("conversion_version")]
     else:
-        from lib.model_files import tensor_sha256
         ident["tensors"] = {k: tensor_sha256(v) for k, v in model.state_dict().items()}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -599,8 +259,6 @@ def model_meta(wrapper: MtebEncoder):
     the fields, instead of falling back to mteb's anonymous
     ``no_model_name/available``.
     """
-    import re
-
     ModelMeta = _meta_class()
     encoder = wrapper.encoder
     model = encoder.model
@@ -634,12 +292,6 @@ SCRIPTS = {"ar": "ara-Arab", "de": "deu-Latn", "en": "eng-Latn", "es": "spa-Latn
            "vi": "vie-Latn", "zh": "zho-Hans"}
 LOCAL_TASK = "MLQARetrievalLocal"
 
-
-def _doc_ids(doc_lang: str, n: int) -> list[str]:
-    """The document ids evaluate_mlqa_retrieval ranks with (trec_eval breaks score ties by id)."""
-    return [f"{doc_lang}-{i:06d}" for i in range(n)]
-
-
 def local_mlqa_task(subsets: dict | None = None, *, max_items: int = 0):
     """An mteb ``AbsTaskRetrieval`` holding the 49 MLQARetrieval subsets of ``subsets`` (split validation).
 
@@ -655,18 +307,16 @@ def local_mlqa_task(subsets: dict | None = None, *, max_items: int = 0):
     from mteb.abstasks.task_metadata import TaskMetadata
 
     if subsets is None:
-        from lib.data import load_mlqa_retrieval
         subsets = load_mlqa_retrieval(max_items=max_items)
     check_subsets(subsets, complete=not max_items)
-    views = _views(subsets)
     data = {}
-    for (q_lang, d_lang), (q_texts, _, d_texts, relevant) in views.items():
-        doc_ids = _doc_ids(d_lang, len(d_texts))
+    for (q_lang, d_lang), (q_texts, _, d_texts, relevant) in views(subsets).items():
+        d_ids = doc_ids(d_lang, len(d_texts))
         q_ids = [f"{q_lang}-q{i:06d}" for i in range(len(q_texts))]
         data[mteb_subset_name(q_lang, d_lang)] = {SPLIT: {
             "queries": Dataset.from_dict({"id": q_ids, "text": list(q_texts)}),
-            "corpus": Dataset.from_dict({"id": doc_ids, "text": list(d_texts), "title": [""] * len(d_texts)}),
-            "relevant_docs": {q: {doc_ids[j]: 1 for j in rel} for q, rel in zip(q_ids, relevant)},
+            "corpus": Dataset.from_dict({"id": d_ids, "text": list(d_texts), "title": [""] * len(d_texts)}),
+            "relevant_docs": {q: {d_ids[j]: 1 for j in rel} for q, rel in zip(q_ids, relevant)},
             "top_ranked": None}}
     eval_langs = {name: [SCRIPTS[parse_subset_name(name)[1]], SCRIPTS[parse_subset_name(name)[0]]]
                   for name in data}
@@ -750,7 +400,6 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
     metric are still compared; the encoder's batch-independence is not.
     """
     if subsets is None:
-        from lib.data import load_mlqa_retrieval
         subsets = load_mlqa_retrieval(max_items=max_items)
     wrapper = encoder if isinstance(encoder, MtebEncoder) else MtebEncoder(encoder, batch_size=batch_size,
                                                                            max_length=max_length)
@@ -766,14 +415,7 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
             wrapper.mteb_model_meta = meta
         theirs = run_mteb(wrapper, [task], out_dir, eval_splits=[SPLIT], batch_size=batch_size,
                           max_length=max_length, show_progress=bool(progress))
-    theirs = theirs[(theirs["split"] == SPLIT) & (theirs["metric"] == MAIN_METRIC)]
-    by_subset = dict(zip(theirs["hf_subset"], theirs["value"]))
-    table = ours.subsets[["query_lang", "doc_lang", "subset", "n_queries", MAIN_METRIC]].rename(
-        columns={MAIN_METRIC: "local"})
-    table["mteb"] = table["subset"].map(by_subset)
-    if table["mteb"].isna().any():
-        raise StudyError(f"mteb_agreement: mteb returned no {MAIN_METRIC} for subsets "
-                         f"{table.loc[table['mteb'].isna(), 'subset'].tolist()[:5]}")
+    table = join_scores(ours.subsets, theirs, ["query_lang", "doc_lang", "subset", "n_queries"], "mteb_agreement")
     table["abs_diff"] = (table["local"].round(5) - table["mteb"]).abs()
     table["raw_diff"] = (table["local"] - table["mteb"]).abs()
     import mteb
@@ -783,6 +425,20 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
                        revision=meta.revision, max_items=max_items, fp32=fp32,
                        n_queries=int(table["n_queries"].sum()), reuse_embeddings=reuse_embeddings,
                        mteb_new_texts=memo.misses if memo is not None else None)
+    return table
+
+
+def join_scores(subsets: pd.DataFrame, theirs: pd.DataFrame, columns: Sequence[str], caller: str) -> pd.DataFrame:
+    """``columns`` of the local subset table with ``local`` (our nDCG@10) and ``mteb`` (mteb's, matched by subset
+    name, split validation); StudyError naming ``caller`` when mteb returned no score for a subset."""
+    theirs = theirs[(theirs["split"] == SPLIT) & (theirs["metric"] == MAIN_METRIC)]
+    by_subset = dict(zip(theirs["hf_subset"], theirs["value"]))
+    table = subsets[[*columns, MAIN_METRIC]].rename(columns={MAIN_METRIC: "local"})
+    table["mteb"] = table["subset"].map(by_subset)
+    if table["mteb"].isna().any():
+        missing = table.loc[table["mteb"].isna(), "subset"].tolist()
+        raise StudyError(f"{caller}: mteb returned no {MAIN_METRIC} for subsets {missing[:5]}; "
+                         f"it returned {sorted(by_subset)[:5]}...")
     return table
 
 
@@ -877,14 +533,7 @@ def compare_with_mteb(encoder, subsets: dict | None = None, out_dir: str | os.Pa
                                    max_length=max_length)
     theirs = run_mteb(encoder, ["MLQARetrieval"], out_dir, name=name, eval_splits=[SPLIT],
                       batch_size=batch_size, max_length=max_length)
-    theirs = theirs[(theirs["split"] == SPLIT) & (theirs["metric"] == MAIN_METRIC)]
-    by_subset = dict(zip(theirs["hf_subset"], theirs["value"]))
-    table = ours.subsets[["query_lang", "doc_lang", "subset", MAIN_METRIC]].rename(columns={MAIN_METRIC: "local"})
-    table["mteb"] = table["subset"].map(by_subset)
-    if table["mteb"].isna().any():
-        missing = table.loc[table["mteb"].isna(), "subset"].tolist()
-        raise StudyError(f"compare_with_mteb: mteb returned no {MAIN_METRIC} for subsets {missing[:5]}; "
-                         f"it returned {sorted(by_subset)[:5]}...")
+    table = join_scores(ours.subsets, theirs, ["query_lang", "doc_lang", "subset"], "compare_with_mteb")
     table["abs_diff"] = (table["local"] - table["mteb"]).abs()
     agree = (table["abs_diff"].max() <= tolerance["max_abs_diff"]
              and table["abs_diff"].mean() <= tolerance["mean_abs_diff"])

@@ -20,7 +20,7 @@ layers) and measured encoding throughput (texts/s on a fixed passage
 sample, one process, fixed thread count). Same-size models share one
 architecture, so throughput is measured once per size, on the zero-shot copy.
 
-Scores: ``lib.mteb_eval`` (MLQARetrieval, 49 subsets) and
+Scores: ``lib.mlqa_retrieval`` (MLQARetrieval, 49 subsets) and
 ``lib.evaluation.evaluate_model`` (XQuAD-R). Intervals: ``lib.stats``'s
 bootstrap over items (the translations of one question move together) and
 its paired sign-flip test (:func:`intervals`, :func:`gaps`).
@@ -195,7 +195,7 @@ class SizedModel:
 
 
 def _safe(name: str) -> str:
-    from lib.evaluation import safe_name
+    from lib.models import safe_name
     return safe_name(name)
 
 
@@ -209,7 +209,7 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
                 strategies: Sequence[str] | None = None, alpha: float = 0.5, seed: int = 0,
                 depth: int | None = None) -> list[SizedModel]:
     """Zero-shot plus one trained model per strategy for every layer count (depth-truncated axis)."""
-    from lib.evaluation import zero_shot_name
+    from lib.models import num_layers_arg, zero_shot_name
     from lib.training import TrainConfig, run_name
 
     depth = backbone_depth(backbone) if depth is None else depth
@@ -217,7 +217,7 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
     strategies = _strategies(strategies)
     models = []
     for k in sorted(sizes):
-        arg = 0 if k == depth else k
+        arg = num_layers_arg(k, depth)
         models.append(SizedModel(zero_shot_name(backbone, arg), ZERO_SHOT, k, arg, backbone))
         for strategy in strategies:
             cfg = TrainConfig(backbone=backbone, num_layers=arg, strategy=strategy, alpha=alpha, seed=seed)
@@ -230,7 +230,7 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
 def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = "",
                     strategies: Sequence[str] | None = None, alpha: float = 0.5, seed: int = 0) -> list[SizedModel]:
     """Zero-shot plus trained models at full depth for each hub backbone (needs the hub or its cache)."""
-    from lib.evaluation import zero_shot_name
+    from lib.models import zero_shot_name
     from lib.training import TrainConfig, run_name
 
     strategies = _strategies(strategies)
@@ -395,26 +395,26 @@ def evaluate_mlqa(models: Sequence[SizedModel], profile: str, *, subsets: dict |
                   max_length: int = 512, batch_size: int = 32, force: bool = False,
                   progress: bool | None = None) -> pd.DataFrame:
     """MLQARetrieval (49 subsets) for every model, skipping those with results; returns the subset table."""
-    from lib import mteb_eval
+    from lib import mlqa_retrieval
 
     if subsets is None:
         from lib.data import load_mlqa_retrieval
         subsets = load_mlqa_retrieval(max_items=max_items)
-    from lib.evaluation import describe_model
+    from lib.models import describe_model
 
     tables = []
     for m in models:
         target = str(m.run_dir) if m.trained else m.backbone
         fingerprint = describe_model(target, m.name, 0 if m.trained else m.num_layers).fingerprint
         key = {"model_fingerprint": fingerprint, "max_items": int(max_items), "max_length": int(max_length)}
-        if not force and mteb_eval.has_results(profile, m.name, key):
+        if not force and mlqa_retrieval.has_results(profile, m.name, key):
             continue
         encoder = m.load()
-        result = mteb_eval.evaluate_mlqa_retrieval(encoder, subsets, max_items=max_items, batch_size=batch_size,
-                                                   max_length=max_length, progress=progress)
-        mteb_eval.write_mlqa_results(result, profile, model=m.name, strategy=m.strategy, alpha=m.alpha,
-                                     seed=m.seed, layers=m.layers)
-        mteb_eval.record_evaluation(profile, m.name, key)
+        result = mlqa_retrieval.evaluate_mlqa_retrieval(encoder, subsets, max_items=max_items, batch_size=batch_size,
+                                                        max_length=max_length, progress=progress)
+        mlqa_retrieval.write_mlqa_results(result, profile, model=m.name, strategy=m.strategy, alpha=m.alpha,
+                                          seed=m.seed, layers=m.layers)
+        mlqa_retrieval.record_evaluation(profile, m.name, key)
         tables.append(result.subsets.assign(model=m.name, encode_seconds=result.encode_seconds))
         del encoder
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -498,12 +498,12 @@ def gaps(per_query: pd.DataFrame, value: str, pairs: Sequence[tuple[str, str]], 
 
 def mlqa_bootstrap_frame(profile: str, models: Iterable[str], metric: str = "ndcg_at_10") -> pd.DataFrame:
     """MLQARetrieval per-query values as bootstrap input: groups same / cross / all, cell = subset."""
-    from lib import mteb_eval
+    from lib import mlqa_retrieval
     from lib.evaluation import per_query_path
 
     parts = []
     for model in models:
-        pq = pd.read_parquet(per_query_path(profile, model, mteb_eval.DATASET))
+        pq = pd.read_parquet(per_query_path(profile, model, mlqa_retrieval.DATASET))
         pq = pq.assign(model=model, cell=pq["query_lang"] + "-" + pq["doc_lang"])
         pq["item_id"] = pq["item_id"].where(pq["item_id"].astype(str) != "", pq["query_id"])
         same = pq["query_lang"] == pq["doc_lang"]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib import mlqa_retrieval as MR
 from lib import mteb_eval as ME
 from lib.errors import ConfigError, DataError, StudyError
 
@@ -26,8 +27,8 @@ def rset(queries, docs, qrels):
 def synthetic_subsets(n_items: int = 3) -> dict:
     """49 subsets; item i is the question '<q>i <q>{i+1}' against the paragraph '<c>i <c>{i+1} <c>9'."""
     out = {}
-    for q in ME.LANGS:
-        for c in ME.LANGS:
+    for q in MR.LANGS:
+        for c in MR.LANGS:
             lq, lc = LETTER[q], LETTER[c]
             queries = [(f"{q}-{i}", str(i), q, f"{lq}{i} {lq}{i + 1}") for i in range(n_items)]
             docs = [(f"{c}-p{i}", c, f"{lc}{i} {lc}{i + 1} {lc}9") for i in range(n_items)]
@@ -46,17 +47,17 @@ def ndcg10_reference(ranked_doc_ids, relevant) -> float:
 
 
 def test_subset_names_put_the_corpus_language_first():
-    assert ME.mteb_subset_name("ar", "en") == "eng-ara"  # Arabic questions, English paragraphs
-    assert ME.parse_subset_name("eng-ara") == ("ar", "en")
-    names = {ME.mteb_subset_name(q, c) for q, c in ME.MLQA_VALIDATION_COUNTS}
-    assert len(names) == 49 and len(ME.MLQA_VALIDATION_COUNTS) == 49
+    assert MR.mteb_subset_name("ar", "en") == "eng-ara"  # Arabic questions, English paragraphs
+    assert MR.parse_subset_name("eng-ara") == ("ar", "en")
+    names = {MR.mteb_subset_name(q, c) for q, c in MR.MLQA_VALIDATION_COUNTS}
+    assert len(names) == 49 and len(MR.MLQA_VALIDATION_COUNTS) == 49
     # mteb's statistics: English-English 1148 questions over 978 paragraphs; Arabic questions vs German 207 / 170
-    assert ME.MLQA_VALIDATION_COUNTS[("en", "en")] == (1148, 978)
-    assert ME.MLQA_VALIDATION_COUNTS[("de", "ar")] == (207, 170)
+    assert MR.MLQA_VALIDATION_COUNTS[("en", "en")] == (1148, 978)
+    assert MR.MLQA_VALIDATION_COUNTS[("de", "ar")] == (207, 170)
     with pytest.raises(ConfigError):
-        ME.mteb_subset_name("fr", "en")
+        MR.mteb_subset_name("fr", "en")
     with pytest.raises(ConfigError):
-        ME.parse_subset_name("eng_ara")
+        MR.parse_subset_name("eng_ara")
 
 
 def test_mteb_view_merges_duplicate_texts_like_mteb():
@@ -64,7 +65,7 @@ def test_mteb_view_merges_duplicate_texts_like_mteb():
                        ("q4", "i4", "en", "unjudged")],
               docs=[("d1", "de", "P one"), ("d2", "de", "P two"), ("d3", "de", "P one")],
               qrels=[("q1", "d1"), ("q2", "d2"), ("q3", "d3")])
-    q_texts, items, d_texts, relevant = ME.mteb_view(rs)
+    q_texts, items, d_texts, relevant = MR.mteb_view(rs)
     assert q_texts == ["who?", "why?"]  # same text -> one query; a query without qrels is dropped
     assert d_texts == ["P one", "P two"]  # same paragraph -> one document
     assert relevant == [[0, 1], [0]]  # the merged query keeps both paragraphs
@@ -74,17 +75,17 @@ def test_mteb_view_merges_duplicate_texts_like_mteb():
 def test_mteb_view_rejects_qrels_naming_unknown_ids():
     rs = rset([("q1", "i1", "en", "who?")], [("d1", "de", "P")], [("q1", "d9")])
     with pytest.raises(DataError, match="unknown"):
-        ME.mteb_view(rs)
+        MR.mteb_view(rs)
 
 
 def test_check_subsets_needs_49_pairs_and_mtebs_counts():
     subsets = synthetic_subsets(2)
-    ME.check_subsets(subsets, complete=False)
+    MR.check_subsets(subsets, complete=False)
     with pytest.raises(DataError, match="counts"):
-        ME.check_subsets(subsets, complete=True)  # 2 questions per subset are not mteb's numbers
+        MR.check_subsets(subsets, complete=True)  # 2 questions per subset are not mteb's numbers
     del subsets[("en", "zh")]
     with pytest.raises(DataError, match="49"):
-        ME.check_subsets(subsets, complete=False)
+        MR.check_subsets(subsets, complete=False)
 
 
 # ---------------------------------------------------------------- ranking and nDCG@10
@@ -94,9 +95,9 @@ def test_trec_ranks_break_ties_by_doc_id_descending():
     scores = np.array([[0.5, 0.9, 0.5, 0.1]], dtype=np.float32)
     ids = ["d1", "d2", "d3", "d4"]
     # ranking: d2 (0.9), then the tie d3 > d1 by id descending, then d4
-    ranks, tied = ME.trec_ranks(scores, [[0, 2, 3]], ids)
+    ranks, tied = MR.trec_ranks(scores, [[0, 2, 3]], ids)
     assert ranks[0].tolist() == [3, 2, 4] and tied.tolist() == [True]
-    ranks, tied = ME.trec_ranks(scores, [[1]], ids)
+    ranks, tied = MR.trec_ranks(scores, [[1]], ids)
     assert ranks[0].tolist() == [1] and tied.tolist() == [False]
 
 
@@ -108,9 +109,9 @@ def test_ndcg_at_10_on_a_handmade_ranking_matches_a_second_implementation():
                 [int(np.argsort(-scores[1])[2])],  # rank 3 -> 1 / log2(4) = 0.5
                 [int(np.argsort(-scores[2])[11])],  # rank 12 -> 0
                 [int(np.argsort(-scores[3])[0]), int(np.argsort(-scores[3])[4])]]  # ranks 1 and 5
-    ranks, _ = ME.trec_ranks(scores, relevant, ids)
+    ranks, _ = MR.trec_ranks(scores, relevant, ids)
     assert [sorted(r.tolist()) for r in ranks] == [[1], [3], [12], [1, 5]]
-    values = ME.subset_metrics(ranks)
+    values = MR.subset_metrics(ranks)
     known = [1.0, 0.5, 0.0, (1 + 1 / math.log2(6)) / (1 + 1 / math.log2(3))]
     np.testing.assert_allclose(values["ndcg_at_10"], known, atol=1e-9)
     for i in range(4):
@@ -137,12 +138,12 @@ class CountingEncoder:
 
 def test_evaluate_encodes_each_language_once_and_writes_all_rows(tiny_encoder):
     enc = CountingEncoder(tiny_encoder)
-    result = ME.evaluate_mlqa_retrieval(enc, synthetic_subsets(3), max_items=3, max_length=32)
+    result = MR.evaluate_mlqa_retrieval(enc, synthetic_subsets(3), max_items=3, max_length=32)
     assert len(enc.calls) == 14  # 7 languages x (questions, paragraphs), shared by the 49 subsets
     assert sorted(enc.calls) == sorted([("query", 3)] * 7 + [("passage", 3)] * 7)
     table = result.subsets
-    assert len(table) == 49 and set(table["subset"]) == {ME.mteb_subset_name(q, c) for q, c in ME.MLQA_VALIDATION_COUNTS}
-    assert table[list(ME.METRICS)].apply(lambda s: s.between(0, 1)).all().all()
+    assert len(table) == 49 and set(table["subset"]) == {MR.mteb_subset_name(q, c) for q, c in MR.MLQA_VALIDATION_COUNTS}
+    assert table[list(MR.METRICS)].apply(lambda s: s.between(0, 1)).all().all()
     assert len(result.per_query) == 49 * 3 and result.per_query["item_id"].isin(["0", "1", "2"]).all()
     # subset means are the means of the per-query values
     pq = result.per_query.groupby(["query_lang", "doc_lang"])["ndcg_at_10"].mean()
@@ -152,7 +153,7 @@ def test_evaluate_encodes_each_language_once_and_writes_all_rows(tiny_encoder):
     assert summary["same", "ndcg_at_10"] == pytest.approx(table.loc[same, "ndcg_at_10"].mean())
     assert summary["cross", "ndcg_at_10"] == pytest.approx(table.loc[~same, "ndcg_at_10"].mean())
     assert summary["all", "ndcg_at_10"] == pytest.approx(table["ndcg_at_10"].mean())
-    rows = ME.metric_rows(result, model="zero-shot", strategy="zero-shot", layers=2)
+    rows = MR.metric_rows(result, model="zero-shot", strategy="zero-shot", layers=2)
     assert len(rows) == 49 * 3 + 3 * 3
     subset_rows = rows[(rows["setting"] == "subset") & (rows["metric"] == "ndcg_at_10")]
     assert len(subset_rows) == 49 and (rows["dataset"] == "mlqa_retrieval").all() and (rows["layers"] == 2).all()
@@ -163,19 +164,19 @@ def test_write_results_upserts_metrics_csv(tiny_encoder, tmp_path, monkeypatch):
     import lib.evaluation as EV
 
     monkeypatch.setattr(EV, "results_dir", lambda profile: tmp_path / profile)
-    monkeypatch.setattr(ME, "results_dir", lambda profile: tmp_path / profile)
-    result = ME.evaluate_mlqa_retrieval(tiny_encoder, synthetic_subsets(2), max_items=2, max_length=32)
-    assert not ME.has_results("t", "zero-shot_L2")
-    ME.write_mlqa_results(result, "t", model="zero-shot_L2", strategy="zero-shot", layers=2)
-    ME.write_mlqa_results(result, "t", model="zero-shot_L2", strategy="zero-shot", layers=2)  # replaces, no dup
+    monkeypatch.setattr(MR, "results_dir", lambda profile: tmp_path / profile)
+    result = MR.evaluate_mlqa_retrieval(tiny_encoder, synthetic_subsets(2), max_items=2, max_length=32)
+    assert not MR.has_results("t", "zero-shot_L2")
+    MR.write_mlqa_results(result, "t", model="zero-shot_L2", strategy="zero-shot", layers=2)
+    MR.write_mlqa_results(result, "t", model="zero-shot_L2", strategy="zero-shot", layers=2)  # replaces, no dup
     metrics = EV.load_metrics("t")
     sub = metrics[(metrics["dataset"] == "mlqa_retrieval") & (metrics["setting"] == "subset")
                   & (metrics["metric"] == "ndcg_at_10")]
     assert len(sub) == 49 and sub["query_lang"].ne("").all()
-    assert ME.has_results("t", "zero-shot_L2")
-    ME.record_evaluation("t", "zero-shot_L2", {"model_fingerprint": "abc", "max_items": 2})
-    assert ME.has_results("t", "zero-shot_L2", {"model_fingerprint": "abc", "max_items": 2})
-    assert not ME.has_results("t", "zero-shot_L2", {"model_fingerprint": "changed", "max_items": 2})
+    assert MR.has_results("t", "zero-shot_L2")
+    MR.record_evaluation("t", "zero-shot_L2", {"model_fingerprint": "abc", "max_items": 2})
+    assert MR.has_results("t", "zero-shot_L2", {"model_fingerprint": "abc", "max_items": 2})
+    assert not MR.has_results("t", "zero-shot_L2", {"model_fingerprint": "changed", "max_items": 2})
     assert len(pd.read_parquet(EV.per_query_path("t", "zero-shot_L2", "mlqa_retrieval"))) == 49 * 2
 
 
@@ -216,5 +217,5 @@ def test_the_data_layers_subsets_are_mtebs():
     from lib.data import load_mlqa_retrieval
 
     subsets = load_mlqa_retrieval()
-    ME.check_subsets(subsets, complete=True)  # 49 subsets with mteb's query / document counts
-    assert sum(len(ME.mteb_view(rs)[0]) for rs in subsets.values()) == 15747  # mteb's validation n_samples
+    MR.check_subsets(subsets, complete=True)  # 49 subsets with mteb's query / document counts
+    assert sum(len(MR.mteb_view(rs)[0]) for rs in subsets.values()) == 15747  # mteb's validation n_samples
