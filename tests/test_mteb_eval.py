@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lib import mlqa_retrieval as MR
+from lib import mteb_adapter as MA
 from lib import mteb_eval as ME
 from lib.errors import ConfigError, DataError, StudyError
 
@@ -184,7 +185,7 @@ def test_write_results_upserts_metrics_csv(tiny_encoder, tmp_path, monkeypatch):
 
 
 def test_mteb_wrapper_encodes_dataloader_batches_with_the_right_role(tiny_encoder):
-    wrapper = ME.MtebEncoder(tiny_encoder, name="tiny", batch_size=4, max_length=32)
+    wrapper = MA.MtebEncoder(tiny_encoder, name="tiny", batch_size=4, max_length=32)
     texts = ["a1 a2", "b1 b2 b3", "c1", "d1 d2", "e1 e2 e3"]
     loader = [{"text": texts[:2]}, {"text": texts[2:4], "title": ["", ""]}, {"text": texts[4:]}]  # DataLoader-like
     document = SimpleNamespace(value="document")  # mteb 2's PromptType.document

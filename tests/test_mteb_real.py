@@ -9,6 +9,7 @@ import importlib.util
 
 import pytest
 
+from lib import mteb_adapter as MA
 from lib import mteb_eval as ME
 from lib.encoder import build_tiny_encoder, load_encoder
 
@@ -28,24 +29,24 @@ def test_model_meta_names_the_model_and_its_revision(tiny_encoder):
     import mteb
     from mteb.models import ModelMeta
 
-    wrapper = ME.MtebEncoder(tiny_encoder, name="hybrid a0.5/s0")
+    wrapper = MA.MtebEncoder(tiny_encoder, name="hybrid a0.5/s0")
     meta = wrapper.mteb_model_meta
     assert isinstance(meta, ModelMeta)
     assert meta.name == "hybrid-batch-study/hybrid_a0.5_s0" and meta.model_name_as_path() != "no_model_name__available"
-    assert meta.revision == ME.model_revision(tiny_encoder) and len(meta.revision) == 12
+    assert meta.revision == MA.model_revision(tiny_encoder) and len(meta.revision) == 12
     assert meta.embed_dim == tiny_encoder.dim and meta.similarity_fn_name == "cosine" and meta.use_instructions
     # the revision follows the weights, the layer count and the stored fingerprint of a trained run
-    assert ME.model_revision(build_tiny_encoder(seed=1)) != meta.revision
-    assert ME.model_revision(build_tiny_encoder(seed=0, layers=1)) != meta.revision
+    assert MA.model_revision(build_tiny_encoder(seed=1)) != meta.revision
+    assert MA.model_revision(build_tiny_encoder(seed=0, layers=1)) != meta.revision
     tiny_encoder.info["weights_sha256"] = "ab" * 32
-    assert ME.model_revision(tiny_encoder) != meta.revision
+    assert MA.model_revision(tiny_encoder) != meta.revision
     assert mteb.__version__.startswith("2.")
 
 
 def test_mock_run_passes_with_the_wrapper(tiny_encoder):
     import mteb
 
-    result = mteb.mock_run(ME.MtebEncoder(tiny_encoder, max_length=32))
+    result = mteb.mock_run(MA.MtebEncoder(tiny_encoder, max_length=32))
     ran = [name for name, status in result.items() if status is not None]
     failed = {name: str(status)[:200] for name, status in result.items()
               if status is not None and not hasattr(status, "scores")}
@@ -74,7 +75,7 @@ def test_embedding_memo_serves_repeats_and_counts_new_texts(tiny_encoder, monkey
     import numpy as np
 
     monkeypatch.setenv("HBT_BF16", "0")
-    memo = ME.EmbeddingMemo(tiny_encoder)
+    memo = MA.EmbeddingMemo(tiny_encoder)
     first = memo.encode(["a1 a2", "b1", "a1 a2"], "query", max_length=32)
     assert memo.misses == 2 and memo.dim == tiny_encoder.dim and memo.query_prefix == "query: "
     np.testing.assert_allclose(first, tiny_encoder.encode(["a1 a2", "b1", "a1 a2"], "query", max_length=32),
