@@ -37,7 +37,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib.data import data_dir  # noqa: E402
+from lib.data_files import data_dir  # noqa: E402
 from lib.paths import CACHE_DIR  # noqa: E402
 
 RUN_ALL = str(ROOT / "run_all.sh")

@@ -51,7 +51,8 @@ import numpy as np
 import pandas as pd
 
 from lib import metrics as M
-from lib.data import LANGS, load_lareqa
+from lib.data import load_lareqa
+from lib.data_files import LANGS
 from lib.errors import ConfigError, DataError, ModelError
 from lib.models import ModelSpec, describe_model, safe_name, trained_from, trained_models, zero_shot_name
 from lib.paths import atomic_write, results_dir

@@ -146,7 +146,7 @@ def figures_04(profile: str):
 
 def figures_05(profile: str):
     from lib import bias_report as report
-    from lib.data import LANGS
+    from lib.data_files import LANGS
 
     summary = _csv(profile, "05_bias_summary.csv")
     datasets = list(dict.fromkeys(summary["dataset"]))

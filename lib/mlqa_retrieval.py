@@ -46,7 +46,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lib.data import LANGS as DATASET_LANGS, load_mlqa_retrieval
+from lib.data import load_mlqa_retrieval
+from lib.data_files import LANGS as DATASET_LANGS
 from lib.errors import ConfigError, DataError
 from lib.evaluation import METRIC_COLUMNS as EVALUATION_COLUMNS, metrics_path, per_query_path, upsert_metrics
 from lib.metrics import average_precisions, topk_metrics

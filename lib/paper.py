@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from lib import stats as S
-from lib.data import ZERO_SHOT_LANGS
+from lib.data_files import ZERO_SHOT_LANGS
 from lib.errors import ConfigError
 from lib.evaluation import DATASETS, SETTINGS, load_per_query
 from lib.paper_tables import arm_models

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lib import stats as S
-from lib.data import LANGS, ZERO_SHOT_LANGS
+from lib.data_files import LANGS, ZERO_SHOT_LANGS
 from lib.evaluation import DATASETS, SETTINGS, load_per_query
 from lib.models import PAPER_ALPHA
 

@@ -132,8 +132,8 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
 
 
 def needed_datasets(run: NotebookRun) -> list[str]:
-    """The datasets a notebook run reads (names of :mod:`lib.data`)."""
-    from lib.data import DATASETS
+    """The datasets a notebook run reads (names of :mod:`lib.data_files`)."""
+    from lib.data_files import DATASETS
 
     values = _values(run)
     stem = run.notebook.stem[:2]
@@ -155,7 +155,7 @@ def needed_datasets(run: NotebookRun) -> list[str]:
 
 def check_data(runs: list[NotebookRun]) -> None:
     """DataError listing every missing or changed data file the selected notebooks read (before any runs)."""
-    from lib.data import CHECKSUM_FILE, data_dir, preflight
+    from lib.data_files import CHECKSUM_FILE, data_dir, preflight
 
     needed = list(dict.fromkeys(d for run in runs for d in needed_datasets(run)))
     problems = preflight(needed)

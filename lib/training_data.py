@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.data import (FOLDERS, LANGS, _count_rows, clear_caches as _clear_data_caches, data_dir, dataset_dir, load_dureader, load_lareqa, load_mlqa_retrieval, mlqa_file, squad_table)
+from lib.data import (_count_rows, clear_caches as _clear_data_caches, load_dureader, load_lareqa, load_mlqa_retrieval,
+                      mlqa_file, squad_table)
+from lib.data_files import FOLDERS, LANGS, data_dir, dataset_dir
 from lib.errors import ConfigError, DataError
 from lib.sentences import answer_sentence, sentence_spans
 
@@ -101,7 +103,7 @@ def _mlqa_test_folder() -> Path:
         if any((base / sub).glob("test-context-*-question-*.json")):
             return base / sub
     raise DataError(f"mlqa_test: no test-context-<c>-question-<q>.json files in {base / 'test'} or "
-                    f"{base / 'test_partial'}; copy them from the mirror or run lib.data.download('mlqa_test')")
+                    f"{base / 'test_partial'}; copy them from the mirror or run lib.data_files.download('mlqa_test')")
 
 
 def _mlqa_test_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -138,7 +140,7 @@ def _tydiqa_tables() -> pd.DataFrame:
             frames.append(table)
     if not frames:
         raise DataError(f"tydiqa: no tydiqa.goldp.<lang>.<split>.json files under {base}/dev or {base}/train; "
-                        "copy them from the mirror or run lib.data.download('tydiqa')")
+                        "copy them from the mirror or run lib.data_files.download('tydiqa')")
     return pd.concat(frames, ignore_index=True).drop_duplicates("qa_id")
 
 

@@ -3,7 +3,7 @@
 The layers (docs/architecture.md draws them):
 
 0. foundation: errors, paths, strategies, integrity, results, timing-free helpers
-1. data and models: data, sentences, training_data, encoder, model_store, metrics, stats
+1. data and models: data, data_files, sentences, training_data, encoder, model_store, metrics, stats
 2. sampling, retrieval, timing, models (the model registry)
 3. training, distillation
 4. evaluation and experiments: evaluation, indexes, clustering, efficiency, mlqa_retrieval, mteb_adapter, mteb_eval, scaling
@@ -23,7 +23,7 @@ from lib.paths import PROJ_ROOT
 LIB = PROJ_ROOT / "lib"
 LAYERS = {
     0: {"__init__", "errors", "paths", "strategies", "integrity", "results"},
-    1: {"data", "sentences", "training_data", "model_files", "encoder", "model_store", "metrics", "stats"},
+    1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "model_store", "metrics", "stats"},
     2: {"sampling", "retrieval", "timing", "models"},
     3: {"training", "distill"},
     4: {"evaluation", "indexes", "clustering", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling"},

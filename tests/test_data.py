@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from lib import data
+from lib import data, data_files
 from lib import training_data
 from lib.errors import DataError
 from lib.sentences import answer_sentence, sentence_spans, split_sentences
 
-MIRROR_OK = (data.MIRROR_DIR / "xquad_r" / "en.json").is_file()
-needs_mirror = pytest.mark.skipif(not MIRROR_OK, reason=f"data mirror not found at {data.MIRROR_DIR}")
+MIRROR_OK = (data_files.MIRROR_DIR / "xquad_r" / "en.json").is_file()
+needs_mirror = pytest.mark.skipif(not MIRROR_OK, reason=f"data mirror not found at {data_files.MIRROR_DIR}")
 
 
 # --------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def tiny_root(tmp_path, monkeypatch):
 
 
 def _write_sums(root: Path, files: dict[str, str]) -> None:
-    (root / data.CHECKSUM_FILE).write_text("".join(f"{h}  ./{rel}\n" for rel, h in files.items()))
+    (root / data_files.CHECKSUM_FILE).write_text("".join(f"{h}  ./{rel}\n" for rel, h in files.items()))
 
 
 def test_synthetic_lareqa_pool_and_qrels(tiny_root):
@@ -88,7 +88,7 @@ def test_missing_data_dir_names_path_and_fix(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
     monkeypatch.setenv("HBT_DATA_DIR", str(missing))
     with pytest.raises(DataError, match=r"nowhere.*no such folder.*HBT_DATA_DIR"):
-        data.data_dir()
+        data_files.data_dir()
 
 
 def test_missing_dataset_folder(tmp_path, monkeypatch):
@@ -102,11 +102,11 @@ def test_corrupted_file_fails_checksum(tiny_root):
     sums = {f"xquad_r/{lang}.json": hashlib.sha256((tiny_root / "xquad_r" / f"{lang}.json").read_bytes())
             .hexdigest() for lang in data.LANGS["xquad_r"]}
     _write_sums(tiny_root, sums)
-    assert data.verify_all().ok.all()
+    assert data_files.verify_all().ok.all()
     (tiny_root / "xquad_r" / "en.json").write_bytes(good[: len(good) // 2])  # truncated copy
     with pytest.raises(DataError, match=r"en\.json is corrupt or truncated.*Re-copy"):
         data.load_lareqa("xquad_r", langs=["en"])
-    report = data.verify_all()
+    report = data_files.verify_all()
     assert report.set_index("file").loc["xquad_r/en.json", "ok"] == False  # noqa: E712
     assert report.ok.sum() == 10
 
@@ -292,4 +292,4 @@ def test_data_summary_describes_full_datasets(mirror):
     totals = summary.groupby(["dataset", "role"])["count"].sum()
     assert totals["xquad_r", "candidate"] == 13014 and totals["mlqa_r", "question"] == 4199
     assert totals["mlqa_retrieval", "question"] == 15747 and totals["dureader_demo", "question"] == 196
-    assert set(summary.dataset) == set(data.DATASETS)
+    assert set(summary.dataset) == set(data_files.DATASETS)

@@ -186,7 +186,8 @@ def test_macro_average_of_cross_is_the_mean_over_pairs():
 
 @pytest.mark.real_data
 def test_subset_keeps_every_protocol_cell():
-    from lib.data import LANGS, load_lareqa
+    from lib.data import load_lareqa
+    from lib.data_files import LANGS
 
     for name, n_langs in (("xquad_r", 11), ("mlqa_r", 7)):
         lay = E.layout(load_lareqa(name, max_items=30))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib import config, data, integrity, paths, runner, training_data
+from lib import config, data_files, integrity, paths, runner, training_data
 from lib.results import upsert_csv
 from lib.errors import ConfigError, DataError, ModelError
 from lib.integrity import LockedError, RunLock
@@ -87,11 +87,11 @@ def training_root(tmp_path, monkeypatch):
         f"{hashlib.sha256((root / f).read_bytes()).hexdigest()}  ./{f}\n" for f in files))
     monkeypatch.setenv("HBT_DATA_DIR", str(root))
     training_data.clear_caches()
-    data._checksums.cache_clear()
-    data._VERIFIED.clear()
+    data_files._checksums.cache_clear()
+    data_files._VERIFIED.clear()
     yield root
     training_data.clear_caches()
-    data._checksums.cache_clear()
+    data_files._checksums.cache_clear()
 
 
 def test_changed_byte_in_a_training_file_stops_before_training(training_root, tmp_path, tiny_encoder):
@@ -122,14 +122,14 @@ def test_checksums_are_remembered_by_size_and_mtime(training_root, monkeypatch):
     real = integrity.sha256_of
     monkeypatch.setattr(integrity, "sha256_of", lambda p, *a: calls.append(Path(p).name) or real(p, *a))
     path = training_root / "tydiqa_goldp" / "train_partial" / "tydiqa.goldp.en.train.json"
-    data.verify_file(path)
-    data._VERIFIED.clear()  # a new process: only the on-disk cache is left
-    data.verify_file(path)
+    data_files.verify_file(path)
+    data_files._VERIFIED.clear()  # a new process: only the on-disk cache is left
+    data_files.verify_file(path)
     assert calls == [path.name]  # hashed once
     path.write_bytes(path.read_bytes().replace(b"One", b"Two"))  # same size, new mtime
-    data._VERIFIED.clear()
+    data_files._VERIFIED.clear()
     with pytest.raises(DataError, match="is corrupt or truncated"):
-        data.verify_file(path)
+        data_files.verify_file(path)
     assert calls == [path.name, path.name]
 
 
@@ -543,15 +543,15 @@ def test_full_disk_during_a_results_write_keeps_the_old_file(tmp_path, monkeypat
 
 
 def test_preflight_lists_every_missing_or_changed_file_of_the_needed_datasets(training_root):
-    assert data.preflight(["mlqa_test", "tydiqa"]) == []
+    assert data_files.preflight(["mlqa_test", "tydiqa"]) == []
     (training_root / "tydiqa_goldp" / "train_partial" / "tydiqa.goldp.ko.train.json").unlink()
     es = training_root / "mlqa" / "test_partial" / "test-context-de-question-es.json"
     es.write_bytes(es.read_bytes()[:-5])
-    problems = data.preflight(["mlqa_test", "tydiqa", "tydiqa"])
+    problems = data_files.preflight(["mlqa_test", "tydiqa", "tydiqa"])
     assert len(problems) == 2
     assert "test-context-de-question-es.json is corrupt or truncated" in problems[0]
     assert "tydiqa.goldp.ko.train.json is listed in" in problems[1] and "but missing" in problems[1]
-    assert data.preflight(["xquad_r"]) == [f"xquad_r: missing folder {training_root / 'xquad_r'}; copy it from the "
+    assert data_files.preflight(["xquad_r"]) == [f"xquad_r: missing folder {training_root / 'xquad_r'}; copy it from the "
                                            "data mirror or point HBT_DATA_DIR to a complete copy"]
 
 
