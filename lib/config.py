@@ -238,9 +238,9 @@ def plan_runs(profile: Profile, notebooks: list[Path] | None = None) -> list[Not
 
 EMBEDDED_LAYERS = 12  # multilingual-e5-small
 _NONNEG = ("seed", "max_items", "num_layers", "eval_every", "checkpoint_every", "val_pairs", "warmup_steps",
-           "xquad_queries", "n_e2e_questions")
+           "xquad_queries", "n_e2e_questions", "distill_texts")
 _POSITIVE = ("steps", "threads", "repeats", "n_bootstrap", "n_permutations", "n_boot", "speed_texts",
-             "n_cost_texts", "n_latency_queries", "dureader_max_length", "mlqa_max_length")
+             "n_cost_texts", "n_latency_queries", "dureader_max_length", "mlqa_max_length", "distill_steps")
 _DATASETS_BY_NOTEBOOK = {"07": ("mlqa_retrieval", "xquad_r", "mlqa_r")}
 _LAREQA_DATASETS = ("xquad_r", "mlqa_r")
 
@@ -346,6 +346,21 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
         if depth is not None and max(sizes) > depth:
             return (f"'layer_sizes' {value!r}: backbone {values.get('backbone', 'embedded')!r} has {depth} layers, "
                     f"so each size must be in 1..{depth}")
+    if key == "seeds" and isinstance(value, str):
+        from lib.scaling import parse_seeds
+        try:
+            parse_seeds(value)
+        except ConfigError as exc:
+            return f"'seeds': {exc}"
+    if key == "size_axis" and isinstance(value, str):
+        from lib.scaling import AXES
+        if value not in AXES:
+            return f"'size_axis' is {value!r}; use one of {', '.join(AXES)}"
+        if value == "distilled" and values.get("backbone", "embedded") != "embedded" \
+                and not values.get("hub_backbones"):
+            return "'size_axis' 'distilled' needs backbone 'embedded' (the students of lib.distill); use 'truncated'"
+    if key == "margin" and number(value) and value < 0:
+        return f"'margin' is the equivalence margin and must be >= 0, got {value!r}"
     return None
 
 

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lib.encoder import bf16_supported, load_encoder
+from lib.encoder import bf16_supported, distilled_dir, load_encoder
 from lib import training_data
 from lib.errors import ConfigError, DataError
 from lib.paths import CACHE_DIR, atomic_write
@@ -81,7 +81,7 @@ def student_name(layers: int) -> str:
 
 
 def student_dir(layers: int) -> Path:
-    return CACHE_DIR / "models" / student_name(layers)
+    return distilled_dir(student_name(layers))
 
 
 def spaced_layers(teacher_depth: int, layers: int) -> tuple[int, ...]:
@@ -242,6 +242,45 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, texts: pd.Dat
         student.save(tmp)
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return out_dir
+
+
+def ensure_students(sizes, teacher_depth: int = 12, progress: bool = True, **recipe) -> dict[int, Path]:
+    """The folder of the student of every size below ``teacher_depth``, distilled now when missing.
+
+    ``recipe``: DistillConfig fields (steps, max_texts, ...). A student that
+    exists is reused; when its recipe differs from the requested one a
+    warning says so (delete its folder to rebuild it).
+    """
+    import warnings
+
+    out = {}
+    for k in sorted(int(k) for k in sizes if int(k) < teacher_depth):
+        cfg = DistillConfig(layers=k, **recipe)
+        folder = student_dir(k)
+        if (folder / "recipe.json").is_file():
+            saved = json.loads((folder / "recipe.json").read_text())["config"]
+            differ = {f: (saved.get(f), v) for f, v in dataclasses.asdict(cfg).items()
+                      if f in recipe and saved.get(f) != (list(v) if isinstance(v, tuple) else v)}
+            if differ:
+                warnings.warn(f"reusing {folder}, distilled with another recipe (saved, requested): {differ}; "
+                              "delete the folder to distil it again", stacklevel=2)
+        else:
+            distill(cfg, folder, progress=progress)
+        out[k] = folder
+    return out
+
+
+def recipes(sizes) -> pd.DataFrame:
+    """One row per built student: layers, teacher layers copied, texts, steps, held-out cosine, seconds, bf16."""
+    rows = []
+    for k in sorted(int(k) for k in sizes):
+        path = student_dir(k) / "recipe.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            rows.append({"student": student_name(k), "layers": k, "teacher_layers": r["teacher_layers"],
+                         "texts": r["texts"], "steps": r["config"]["steps"],
+                         "held_out_cosine": r["held_out_cosine"], "distill_seconds": r["seconds"], "bf16": r["bf16"]})
+    return pd.DataFrame(rows)
 
 
 def main(argv=None) -> None:

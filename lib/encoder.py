@@ -372,8 +372,19 @@ def _load_stored(folder: str | os.PathLike, num_layers: int = 0, pooling: str | 
                    meta["passage_prefix"], name=meta.get("name", ""), info=info)
 
 
+DISTILLED_NAME = re.compile(r"^distilled-L([1-9][0-9]*)$")  # a student of lib.distill, by its backbone name
+
+
+def distilled_dir(name: str) -> Path:
+    """The folder of the distilled student called ``name`` (``distilled-L<k>``), built by ``lib.distill``."""
+    if not DISTILLED_NAME.match(name):
+        raise ConfigError(f"{name!r} is not a distilled student's name: use distilled-L<layers>, e.g. distilled-L3")
+    return CACHE_DIR / "models" / name
+
+
 def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str | None = None) -> Encoder:
-    """An :class:`Encoder` for ``"embedded"``, a local model folder, or a hub id.
+    """An :class:`Encoder` for ``"embedded"``, a distilled student (``"distilled-L3"``), a local model
+    folder, or a hub id.
 
     ``num_layers`` keeps the first k layers (0 = all); ``pooling`` overrides
     the folder's / backbone's default (``"mean"``; ``"cls"`` for LaBSE).
@@ -385,6 +396,13 @@ def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str |
     if backbone == "embedded":
         folder = embedded_model_dir()
         name = "multilingual-e5-small-q4"
+    elif DISTILLED_NAME.match(backbone):
+        folder = distilled_dir(backbone)
+        if not folder.is_dir():
+            k = DISTILLED_NAME.match(backbone).group(1)
+            raise ModelError(f"backbone {backbone!r}: no distilled student at {folder}; build it with "
+                             f"`python -m lib.distill --layers {k}` (about 20-40 min on 2 CPU cores)")
+        name = backbone
     else:
         folder = Path(backbone).expanduser()
         name = backbone

@@ -222,3 +222,19 @@ def apply_profile(ns: MutableMapping[str, Any], notebook: str | Path, *, mode: R
                   f"({sweep['n_runs']} runs); using the first ({sweep['tag']}); set "
                   f"{' / '.join(sweep['keys'])} in the parameters cell to run another")
     return pd.DataFrame(rows, columns=["parameter", "value", "source", "profile_value"])
+
+
+TRAINING_NOTEBOOK = "03_training"
+RUN_IDENTITY = ("strategy", "alpha", "seed", "backbone", "num_layers", "profile")  # what names a run
+
+
+def training_values(profile: str) -> dict[str, Any]:
+    """Notebook 03's training settings under ``profile``: its parameter defaults, overridden by the
+    profile's common values and its 03 section, without what names a run (strategy, alpha, seed,
+    backbone, num_layers). Notebooks that train more models (07) build their TrainConfig from these,
+    so the training budget is defined once."""
+    path = notebook_path(TRAINING_NOTEBOOK)
+    values = {name: info["default"] for name, info in committed_defaults(path).items()}
+    values.update(profile_values(str(profile), path)[1])
+    return {k: v for k, v in values.items() if k not in RUN_IDENTITY}
+

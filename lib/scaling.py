@@ -1,13 +1,18 @@
 """The size axis of research question 2: does the hybrid advantage change as the encoder grows?
 
-Offline the axis is the embedded backbone cut to its first k transformer
-layers (``load_encoder("embedded", num_layers=k)``, default k = 3, 6, 12).
-Each size gets the untuned (zero-shot) copy and one model per strategy,
-trained by ``lib.training.train`` into ``results/<profile>/models/<run_name>``.
-The full depth is passed as ``num_layers=0``, so it maps to the runs of
-notebook 03 (run names without ``_L``) and reuses them. An existing
-finished run is always reused; when its training settings differ from the
-requested ones a warning says so and ``scaling.csv`` shows its steps.
+Offline the axis (``axis``) is either the distilled students of the
+embedded backbone (``"distilled"``, the default: ``distilled-L3``,
+``distilled-L6`` built by ``lib.distill``, each a working encoder) or the
+backbone cut to its first k transformer layers (``"truncated"``:
+``load_encoder("embedded", num_layers=k)``, damaged copies kept for
+comparison). Each size gets the untuned (zero-shot) model and one model per
+strategy and training seed, trained by ``lib.training.train`` into
+``results/<profile>/models/<run_name>`` (students' runs are named
+``distilled-L<k>__<run_name>``). The full depth is the backbone itself,
+passed as ``num_layers=0``, so it maps to the runs of notebook 03 (run
+names without ``_L``) and reuses them. An existing finished run is always
+reused; when its training settings differ from the requested ones a warning
+says so and ``scaling.csv`` shows its steps.
 
 With a network the axis is a list of hub backbones at full depth
 (:data:`HUB_BACKBONES`); their runs are named ``<backbone>__<run_name>``
@@ -21,9 +26,8 @@ sample, one process, fixed thread count). Same-size models share one
 architecture, so throughput is measured once per size, on the zero-shot copy.
 
 Scores: ``lib.mlqa_retrieval`` (MLQARetrieval, 49 subsets) and
-``lib.evaluation.evaluate_model`` (XQuAD-R). Intervals: ``lib.stats``'s
-bootstrap over items (the translations of one question move together) and
-its paired sign-flip test (:func:`intervals`, :func:`gaps`).
+``lib.evaluation.evaluate_model`` (XQuAD-R). Intervals over seeds and
+questions: :mod:`lib.scaling_stats`.
 """
 from __future__ import annotations
 
@@ -40,12 +44,14 @@ import numpy as np
 import pandas as pd
 
 from lib import strategies as strategy_registry
+from lib.encoder import DISTILLED_NAME, distilled_dir, embedded_model_dir
 from lib.errors import ConfigError, ModelError
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
 
 DEFAULT_SIZES = (3, 6, 12)
+AXES = ("distilled", "truncated")  # students of lib.distill, or the backbone cut to its first k layers
 ZERO_SHOT = strategy_registry.ZERO_SHOT
 HUB_BACKBONES = (  # the size axis with a network: parameters from the model cards
     "intfloat/multilingual-e5-small",  # 118M (12 x 384)
@@ -143,8 +149,12 @@ def backbone_depth(backbone: str) -> int:
     """Number of transformer layers of ``backbone`` ('embedded', a model folder or a hub id), read
     from its config without loading weights."""
     if backbone == "embedded":
-        from lib.encoder import embedded_model_dir
         config = embedded_model_dir() / "config.json"
+    elif DISTILLED_NAME.match(backbone):
+        config = distilled_dir(backbone) / "config.json"
+        if not config.is_file():
+            raise ModelError(f"no distilled student {backbone!r} at {config.parent}: build it with "
+                             f"`python -m lib.distill --layers {DISTILLED_NAME.match(backbone).group(1)}`")
     elif Path(backbone).expanduser().is_dir():
         config = Path(backbone).expanduser() / "config.json"
         if not config.is_file():
@@ -186,12 +196,22 @@ class SizedModel:
     def trained(self) -> bool:
         return self.run_dir is not None
 
+    @property
+    def arm(self) -> str:
+        """The model without its seed: what intervals over seeds pool (``hybrid_a0.5_s1`` -> ``hybrid_a0.5``)."""
+        return arm_name(self.name)
+
     def load(self):
         from lib.encoder import load_encoder
 
         if self.trained:
             return load_encoder(str(self.run_dir / "model"))
         return load_encoder(self.backbone, num_layers=self.num_layers)
+
+
+def arm_name(model: str) -> str:
+    """A model's name without its training seed (``distilled-L3__mono_s2`` -> ``distilled-L3__mono``)."""
+    return re.sub(r"_s\d+(?=_L\d+$|$)", "", str(model))
 
 
 def _safe(name: str) -> str:
@@ -205,30 +225,59 @@ def _strategies(names: Sequence[str] | None) -> tuple[str, ...]:
     return allowed if names is None else parse_list(list(names), "strategies", allowed)
 
 
+def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2); ConfigError on anything but distinct non-negative integers."""
+    items = parse_list([str(x) for x in text] if not isinstance(text, str) else text, "seeds")
+    try:
+        seeds = tuple(int(s) for s in items)
+    except ValueError:
+        raise ConfigError(f"seeds={text!r}: use comma-separated training seeds such as '0,1,2'") from None
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"seeds={text!r}: seeds are non-negative integers")
+    return seeds
+
+
 def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] = DEFAULT_SIZES,
-                strategies: Sequence[str] | None = None, alpha: float = 0.5, seed: int = 0,
-                depth: int | None = None) -> list[SizedModel]:
-    """Zero-shot plus one trained model per strategy for every layer count (depth-truncated axis)."""
+                strategies: Sequence[str] | None = None, alpha: float = 0.5, seeds: Sequence[int] = (0,),
+                depth: int | None = None, axis: str = "truncated") -> list[SizedModel]:
+    """Zero-shot plus one trained model per strategy and seed for every size.
+
+    ``axis="truncated"``: the backbone's first k layers; ``axis="distilled"``:
+    the student ``distilled-L<k>`` for every k below the backbone's depth
+    (the embedded backbone only). The full depth is the backbone either way.
+    """
     from lib.models import num_layers_arg, zero_shot_name
     from lib.training import TrainConfig, run_name
 
+    if axis not in AXES:
+        raise ConfigError(f"size_axis={axis!r}: use one of {AXES}")
+    if axis == "distilled" and backbone != "embedded":
+        raise ConfigError(f"size_axis='distilled' needs backbone='embedded' (the students of lib.distill), got "
+                          f"{backbone!r}; use size_axis='truncated' for another backbone")
     depth = backbone_depth(backbone) if depth is None else depth
     check_sizes(sizes, depth, backbone)
     strategies = _strategies(strategies)
+    seeds = parse_seeds(list(seeds))
     models = []
     for k in sorted(sizes):
-        arg = num_layers_arg(k, depth)
-        models.append(SizedModel(zero_shot_name(backbone, arg), ZERO_SHOT, k, arg, backbone))
+        if axis == "distilled" and k != depth:
+            source, arg, prefix = f"distilled-L{k}", 0, f"distilled-L{k}__"
+            backbone_depth(source)  # a clear error now when the student was never built
+        else:
+            source, arg, prefix = backbone, num_layers_arg(k, depth), ""
+        models.append(SizedModel(zero_shot_name(source, arg), ZERO_SHOT, k, arg, source))
         for strategy in strategies:
-            cfg = TrainConfig(backbone=backbone, num_layers=arg, strategy=strategy, alpha=alpha, seed=seed)
-            name = run_name(cfg)
-            models.append(SizedModel(name, strategy, k, arg, backbone, cfg.alpha, seed,
-                                     results_dir(profile) / "models" / name))
+            for seed in seeds:
+                cfg = TrainConfig(backbone=source, num_layers=arg, strategy=strategy, alpha=alpha, seed=seed)
+                name = prefix + run_name(cfg)
+                models.append(SizedModel(name, strategy, k, arg, source, cfg.alpha, seed,
+                                         results_dir(profile) / "models" / name))
     return models
 
 
 def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = "",
-                    strategies: Sequence[str] | None = None, alpha: float = 0.5, seed: int = 0) -> list[SizedModel]:
+                    strategies: Sequence[str] | None = None, alpha: float = 0.5,
+                    seeds: Sequence[int] = (0,)) -> list[SizedModel]:
     """Zero-shot plus trained models at full depth for each hub backbone (needs the hub or its cache)."""
     from lib.models import zero_shot_name
     from lib.training import TrainConfig, run_name
@@ -240,16 +289,17 @@ def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = 
         models.append(SizedModel(zero_shot_name(backbone, 0), ZERO_SHOT, depth, 0, backbone))
         prefix = "" if backbone == own_backbone else f"{_safe(Path(backbone).name)}__"
         for strategy in strategies:
-            cfg = TrainConfig(backbone=backbone, strategy=strategy, alpha=alpha, seed=seed)
-            name = prefix + run_name(cfg)
-            models.append(SizedModel(name, strategy, depth, 0, backbone, cfg.alpha, seed,
-                                     results_dir(profile) / "models" / name))
+            for seed in parse_seeds(list(seeds)):
+                cfg = TrainConfig(backbone=backbone, strategy=strategy, alpha=alpha, seed=seed)
+                name = prefix + run_name(cfg)
+                models.append(SizedModel(name, strategy, depth, 0, backbone, cfg.alpha, seed,
+                                         results_dir(profile) / "models" / name))
     return models
 
 
 def plan_frame(models: Sequence[SizedModel]) -> pd.DataFrame:
-    return pd.DataFrame([{"model": m.name, "strategy": m.strategy, "layers": m.layers, "num_layers": m.num_layers,
-                          "backbone": m.backbone, "trained": m.trained,
+    return pd.DataFrame([{"model": m.name, "arm": m.arm, "strategy": m.strategy, "layers": m.layers,
+                          "seed": m.seed, "num_layers": m.num_layers, "backbone": m.backbone, "trained": m.trained,
                           "run_dir": str(m.run_dir) if m.run_dir else ""} for m in models])
 
 
@@ -264,18 +314,20 @@ def _finished(run_dir: Path) -> bool:
 def train_models(models: Sequence[SizedModel], progress: bool = True, **train_args) -> pd.DataFrame:
     """Train every planned model that has no finished run yet; reuse the others.
 
-    ``train_args`` are TrainConfig fields (steps, batch_size, lr, ...).
-    Returns rows ``model, train_seconds, steps, reused`` read from each
-    run's ``train_config.json``.
+    ``train_args`` are notebook 03's settings (:func:`lib.notebook.training_values`):
+    TrainConfig fields (steps, batch_size, lr, ...) plus ``checkpoint_every``;
+    other keys are ignored. Returns rows ``model, train_seconds, steps,
+    reused`` read from each run's ``train_config.json``.
     """
-    from lib.training import TrainConfig, train
+    from lib.training import config_from, train
 
+    checkpoint_every = int(train_args.pop("checkpoint_every", 20))
     rows = []
     for m in models:
         if not m.trained:
             continue
-        cfg = TrainConfig(backbone=m.backbone, num_layers=m.num_layers, strategy=m.strategy,
-                          alpha=m.alpha if m.alpha is not None else 0.5, seed=m.seed or 0, **train_args)
+        cfg = config_from({**train_args, "backbone": m.backbone, "num_layers": m.num_layers, "strategy": m.strategy,
+                           "alpha": m.alpha if m.alpha is not None else 0.5, "seed": m.seed or 0})
         reused = _finished(m.run_dir)
         if reused:
             saved = json.loads((m.run_dir / "train_config.json").read_text())
@@ -285,7 +337,7 @@ def train_models(models: Sequence[SizedModel], progress: bool = True, **train_ar
                 warnings.warn(f"reusing {m.run_dir.name}, trained with other settings (saved, requested): {differ}",
                               stacklevel=2)
         else:
-            train(cfg, m.run_dir, progress=progress)
+            train(cfg, m.run_dir, progress=progress, checkpoint_every=checkpoint_every)
         saved = json.loads((m.run_dir / "train_config.json").read_text())
         rows.append({"model": m.name, "train_seconds": float(saved.get("train_seconds", math.nan)),
                      "steps": int(saved.get("steps", 0)), "reused": reused})
@@ -448,77 +500,3 @@ def evaluate_lareqa(models: Sequence[SizedModel], profile: str, dataset: str = "
         fixed["layers"] = fixed["model"].map(layers)
         for (model, _), part in fixed.groupby(["model", "dataset"]):
             upsert_metrics(profile, part)
-
-
-# --------------------------------------------------------------------------
-# Intervals (lib.stats: cluster bootstrap over items, paired sign-flip test)
-
-
-def intervals(per_query: pd.DataFrame, value: str, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Macro mean (over cells) with a 95 % item-cluster bootstrap interval per (model, group).
-
-    ``per_query``: columns ``model, query_id, item_id, group, cell`` and
-    ``value`` (see :func:`mlqa_bootstrap_frame`). Translations of one
-    question share an ``item_id`` and are resampled together.
-    """
-    from lib.stats import bootstrap_ci
-
-    rows = []
-    for (model, group), part in per_query.dropna(subset=[value]).groupby(["model", "group"], sort=True):
-        ci = bootstrap_ci(part[value].to_numpy(float), groups=part["cell"].to_numpy(),
-                          clusters=part["item_id"].to_numpy(), n_bootstrap=n_boot, seed=seed)
-        rows.append({"model": model, "group": group, "estimate": ci["point"], "low": ci["low"], "high": ci["high"],
-                     "n_cells": int(part["cell"].nunique()), "n_queries": int(len(part))})
-    return pd.DataFrame(rows, columns=["model", "group", "estimate", "low", "high", "n_cells", "n_queries"])
-
-
-def gaps(per_query: pd.DataFrame, value: str, pairs: Sequence[tuple[str, str]], *, n_boot: int = 1000,
-         n_permutations: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Paired differences a - b of the macro mean per group: bootstrap interval and sign-flip p-value."""
-    from lib.stats import align, bootstrap_ci, paired_randomization_test
-
-    rows = []
-    frame = per_query.dropna(subset=[value])
-    for a, b in pairs:
-        for group in sorted(frame["group"].unique()):
-            pa = frame[(frame["model"] == a) & (frame["group"] == group)].set_index("query_id")
-            pb = frame[(frame["model"] == b) & (frame["group"] == group)].set_index("query_id")
-            if pa.empty or pb.empty:
-                continue
-            paired = align(pa[value], pb[value], (a, b))
-            cells, items = pa.loc[paired.index, "cell"].to_numpy(), pa.loc[paired.index, "item_id"].to_numpy()
-            diff = (paired["a"] - paired["b"]).to_numpy(float)
-            ci = bootstrap_ci(diff, groups=cells, clusters=items, n_bootstrap=n_boot, seed=seed)
-            test = paired_randomization_test(paired["a"], paired["b"], groups=cells, clusters=items,
-                                             n_permutations=n_permutations, seed=seed)
-            rows.append({"model_a": a, "model_b": b, "group": group, "estimate": ci["point"], "low": ci["low"],
-                         "high": ci["high"], "p_value": test["p_value"]})
-    return pd.DataFrame(rows, columns=["model_a", "model_b", "group", "estimate", "low", "high", "p_value"])
-
-
-def mlqa_bootstrap_frame(profile: str, models: Iterable[str], metric: str = "ndcg_at_10") -> pd.DataFrame:
-    """MLQARetrieval per-query values as bootstrap input: groups same / cross / all, cell = subset."""
-    from lib import mlqa_retrieval
-    from lib.evaluation import per_query_path
-
-    parts = []
-    for model in models:
-        pq = pd.read_parquet(per_query_path(profile, model, mlqa_retrieval.DATASET))
-        pq = pq.assign(model=model, cell=pq["query_lang"] + "-" + pq["doc_lang"])
-        pq["item_id"] = pq["item_id"].where(pq["item_id"].astype(str) != "", pq["query_id"])
-        same = pq["query_lang"] == pq["doc_lang"]
-        parts += [pq[same].assign(group="same"), pq[~same].assign(group="cross"), pq.assign(group="all")]
-    return pd.concat(parts, ignore_index=True)[["model", "query_id", "item_id", "group", "cell", metric]]
-
-
-def lareqa_bootstrap_frame(profile: str, models: Iterable[str], dataset: str = "xquad_r",
-                           metric: str = "ap") -> pd.DataFrame:
-    """LAReQA per-query values (lib.evaluation) as bootstrap input: group = setting, cell = language pair."""
-    from lib.evaluation import load_per_query
-
-    parts = []
-    for model in models:
-        pq = load_per_query(profile, model, dataset)
-        parts.append(pq.assign(model=model, group=pq["setting"], cell=pq["query_lang"] + "-" + pq["doc_lang"],
-                               query_id=pq["query_id"].astype(str) + "|" + pq["doc_lang"]))
-    return pd.concat(parts, ignore_index=True)[["model", "query_id", "item_id", "group", "cell", metric]]

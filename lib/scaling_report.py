@@ -22,6 +22,13 @@ from lib.scaling import ZERO_SHOT, SizedModel, plan_frame
 
 MLQA_GROUPS = {"same": "same-language subsets (7)", "cross": "cross-language subsets (42)", "all": "all 49 subsets"}
 LAREQA_GROUPS = {"mono": "mono setting", "cross": "cross setting", "multi": "multi setting"}
+PUBLISHED_MLQA_NDCG10 = {  # MTEB MLQARetrieval (validation) nDCG@10 as published, for orientation only
+    "paraphrase-multilingual-MiniLM-L12-v2": 0.683,
+    "LaBSE": 0.632,
+    "multilingual-e5-small": 0.744,
+    "multilingual-e5-base": 0.789,
+    "multilingual-e5-large": 0.829,
+}
 OUTLIER_FACTOR = 1.5  # a run slower than this many times the median of its size's other runs is an outlier
 
 
@@ -31,19 +38,21 @@ OUTLIER_FACTOR = 1.5  # a run slower than this many times the median of its size
 
 def with_size(frame: pd.DataFrame, models: Sequence[SizedModel], scaling: pd.DataFrame,
               key: str = "model") -> pd.DataFrame:
-    """Attach strategy, layers and non-embedding parameters of each model (by ``key`` column)."""
-    facts = plan_frame(models)[["model", "strategy", "layers", "backbone"]]
+    """Attach strategy, layers and non-embedding parameters of each arm (a model without its seed, by
+    the ``key`` column; ``lib.scaling_stats`` names its rows by arm)."""
+    facts = plan_frame(models)[["model", "arm", "strategy", "layers", "backbone"]]
     facts = facts.merge(scaling[["model", "non_embedding_params", "encode_texts_per_s"]], on="model", how="left")
-    out = frame.merge(facts.rename(columns={"model": key}), on=key, how="left")
+    facts = facts.drop(columns="model").drop_duplicates("arm")
+    out = frame.merge(facts.rename(columns={"arm": key}), on=key, how="left")
     return out.sort_values(["layers", key], kind="stable").reset_index(drop=True)
 
 
 def gap_pairs(models: Sequence[SizedModel], reference: str = "hybrid",
               others: Sequence[str] = ("mono", "cross")) -> list[tuple[str, str]]:
-    """(hybrid model, other model) of the same size, for every size and other strategy present."""
+    """(hybrid arm, other arm) of the same size, for every size and other strategy present."""
     by_size: dict[tuple[str, int], dict[str, str]] = {}
     for m in models:
-        by_size.setdefault((m.backbone, m.layers), {})[m.strategy] = m.name
+        by_size.setdefault((m.backbone, m.layers), {})[m.strategy] = m.arm
     return [(names[reference], names[o]) for names in by_size.values() if reference in names
             for o in others if o in names]
 
@@ -57,22 +66,23 @@ def attach_gap_sizes(gap_table: pd.DataFrame, models: Sequence[SizedModel], scal
 def verdict_lines(estimates: pd.DataFrame, gap_table: pd.DataFrame, metric: str) -> list[str]:
     """Plain-language findings computed from the interval and gap tables (with size columns attached).
 
-    ``estimates``: model, group, estimate, low, high, strategy, layers;
+    ``estimates``: model, group, estimate, low, high, strategy, layers (n_seeds);
     ``gap_table``: model_a, model_b, group, estimate, low, high, p_value,
-    strategy_b, layers.
+    outcome (``lib.stats.compare_verdict``), strategy_b, layers.
     """
     lines = []
     for group in sorted(gap_table["group"].unique()):
         part = gap_table[gap_table["group"] == group].sort_values("layers")
         for other in [s for s in ("mono", "cross") if s in set(part["strategy_b"])]:
             g = part[part["strategy_b"] == other]
-            wins = int((g["low"] > 0).sum())
-            losses = int((g["high"] < 0).sum())
-            cells = ", ".join(f"{int(r.layers)}L {r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
+            counts = g["outcome"].value_counts()
+            cells = ", ".join(f"{int(r.layers)}L {r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {r.outcome}"
                               for r in g.itertuples())
             trend = g["estimate"].iloc[-1] - g["estimate"].iloc[0] if len(g) > 1 else float("nan")
-            lines.append(f"{metric} {group}: hybrid - {other} = {cells}; hybrid clearly ahead at {wins} of {len(g)} "
-                         f"sizes, clearly behind at {losses}; gap change smallest -> largest {trend:+.3f}.")
+            tally = ", ".join(f"{o} at {int(counts.get(o, 0))}" for o in ("better", "equivalent", "worse",
+                                                                            "inconclusive"))
+            lines.append(f"{metric} {group}: hybrid - {other} = {cells}; of {len(g)} sizes hybrid is {tally}; "
+                         f"gap change smallest -> largest {trend:+.3f}.")
     for group in sorted(estimates["group"].unique()):
         part = estimates[estimates["group"] == group]
         largest = part[part["layers"] == part["layers"].max()]
@@ -84,6 +94,27 @@ def verdict_lines(estimates: pd.DataFrame, gap_table: pd.DataFrame, metric: str)
             text += f"; zero-shot {zero['estimate'].iloc[0]:.3f}"
         lines.append(text + ".")
     return lines
+
+
+def quality_table(estimates: pd.DataFrame, xquad: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The untuned model of every size (students and the full backbone, measured here) next to
+    published MLQARetrieval figures of small multilingual encoders (``source`` says which is which).
+
+    ``estimates``: notebook 07's MLQARetrieval intervals with size columns;
+    ``xquad``: the XQuAD-R ones (optional). nDCG@10 over all 49 subsets; XQuAD-R
+    mAP per setting.
+    """
+    zero = estimates[(estimates["strategy"] == ZERO_SHOT) & (estimates["group"] == "all")]
+    rows = zero[["model", "layers", "non_embedding_params", "estimate", "low", "high"]].rename(
+        columns={"estimate": "mlqa_retrieval_ndcg10", "low": "ndcg10_low", "high": "ndcg10_high"})
+    if xquad is not None and len(xquad):
+        x = xquad[xquad["strategy"] == ZERO_SHOT].pivot_table(index="model", columns="group", values="estimate")
+        rows = rows.merge(x.add_prefix("xquad_r_map_").reset_index(), on="model", how="left")
+    rows = rows.assign(source="measured here (untuned)").sort_values("layers")
+    published = pd.DataFrame({"model": list(PUBLISHED_MLQA_NDCG10),
+                              "mlqa_retrieval_ndcg10": list(PUBLISHED_MLQA_NDCG10.values()),
+                              "source": "published (MTEB leaderboard), not measured here"})
+    return pd.concat([rows, published], ignore_index=True)
 
 
 # --------------------------------------------------------------------------
@@ -128,7 +159,7 @@ def _size_ticks(ax, table: pd.DataFrame) -> None:
 def plot_groups(table: pd.DataFrame, groups: Sequence[str], ylabel: str, title: str, *, gaps: bool = False,
                 margin: float | None = None, group_titles: dict | None = None):
     """One panel per group: estimates (or hybrid gaps when ``gaps``) against non-embedding parameters,
-    95% bootstrap intervals; the legend sits outside the panels."""
+    95% intervals over seeds and questions (``lib.scaling_stats``); the legend sits outside the panels."""
     table = table[table["group"].isin(groups)]
     if table.empty:
         return empty_figure(title, "no estimates for these groups")
@@ -155,26 +186,35 @@ def plot_groups(table: pd.DataFrame, groups: Sequence[str], ylabel: str, title: 
     axes[0][-1].legend(list(seen.values()), list(seen.keys()), loc="upper left", bbox_to_anchor=(1.02, 1),
                        borderaxespad=0, fontsize=8)
     what = "hybrid minus each strategy at the same size" if gaps else "score of each strategy"
-    fig.suptitle(f"{title}: {what} (95% bootstrap intervals over questions)", fontsize=11)
+    seeds = ""
+    if "n_seeds" in table or "n_seeds_a" in table:
+        n = table["n_seeds_a" if gaps else "n_seeds"]
+        n = n[table["strategy"] != ZERO_SHOT] if "strategy" in table and not gaps else n
+        seeds = f", {int(n.min())}-{int(n.max())} training seeds" if len(n) and n.min() != n.max() else \
+            (f", {int(n.min())} training seed{'s' if n.min() != 1 else ''}" if len(n) else "")
+    fig.suptitle(f"{title}: {what}\n(95% intervals over seeds and questions{seeds})", fontsize=11)
     return fig
 
 
-def figure_size_axis(sizes: pd.DataFrame, threads: int | None = None):
-    """Non-embedding parameters and encoding throughput per number of layers kept."""
+def figure_size_axis(sizes: pd.DataFrame, threads: int | None = None, axis: str = "truncated"):
+    """Non-embedding parameters and encoding throughput per number of layers (``axis``: how the smaller
+    sizes were made, ``"distilled"`` students or ``"truncated"`` copies)."""
     sizes = sizes.drop_duplicates("layers").sort_values("layers")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     axes[0].plot(sizes["layers"], sizes["non_embedding_params"] / 1e6, "o-", color="0.3")
-    axes[0].set(xlabel="transformer layers kept", ylabel="non-embedding parameters (millions)",
+    axes[0].set(xlabel="transformer layers", ylabel="non-embedding parameters (millions)",
                 title="Model size")
     axes[1].plot(sizes["layers"], sizes["encode_texts_per_s"], "o-", color="0.3")
     where = f"{threads} threads, " if threads else ""
-    axes[1].set(xlabel="transformer layers kept", ylabel="encoding throughput (texts / s)",
+    axes[1].set(xlabel="transformer layers", ylabel="encoding throughput (texts / s)",
                 title=f"Encoding speed ({where}MLQA paragraphs)")
     for ax in axes:
         ax.set_xticks(sizes["layers"])
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
-    fig.suptitle("The size axis: the backbone cut to its first k layers")
+    made = {"distilled": "students distilled from the 12-layer backbone (lib.distill)",
+            "truncated": "the backbone cut to its first k layers"}.get(axis, axis)
+    fig.suptitle(f"The size axis: {made}")
     return fig
 
 
@@ -232,7 +272,8 @@ def figure_training_cost(scaling: pd.DataFrame, run_times: pd.DataFrame | None =
     if t.empty:
         return empty_figure("Training time vs model size", "no trained runs with a train time")
     fig, ax = plt.subplots(figsize=(7.5, 4.4), layout="constrained")
-    line = t.assign(train_seconds=t["estimate_seconds"])
+    line = (t.groupby(["strategy", "layers", "non_embedding_params"], as_index=False)["estimate_seconds"]
+            .agg(train_seconds="mean", low="min", high="max"))  # mean over seeds, bars from fastest to slowest
     plot_vs_size(ax, line, y="train_seconds", title="")
     _size_ticks(ax, t)
     reused = t[t["reused"].astype(str) == "True"] if "reused" in t else t.iloc[:0]
@@ -255,7 +296,7 @@ def figure_training_cost(scaling: pd.DataFrame, run_times: pd.DataFrame | None =
     handles, labels = ax.get_legend_handles_labels()
     seen = dict(zip(labels, handles))
     ax.legend(list(seen.values()), list(seen.keys()), loc="upper left", fontsize=8)
-    ax.set_ylabel("training time, optimizer steps only (s)")
+    ax.set_ylabel("training time, optimizer steps only (s)\nmean over seeds, bars: fastest to slowest")
     ax.set_ylim(bottom=0)
     title = "Training time vs model size"
     if len(t):

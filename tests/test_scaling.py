@@ -1,4 +1,5 @@
-"""The size axis: parsing, layer bounds, model plan, parameter counts, hub errors, reuse, intervals."""
+"""The size axis: parsing, layer bounds, model plan (truncated and distilled, seeds), parameter counts, hub
+errors, reuse. Intervals: tests/test_scaling_stats.py."""
 from __future__ import annotations
 
 import json
@@ -35,7 +36,7 @@ def test_layer_counts_outside_1_to_depth_are_config_errors():
 
 
 def test_plan_maps_the_full_depth_to_untruncated_runs():
-    plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("mono", "hybrid"), alpha=0.5, seed=0, depth=2)
+    plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("mono", "hybrid"), alpha=0.5, seeds=(0,), depth=2)
     names = [m.name for m in plan]
     assert names == ["zero-shot_L1", "mono_s0_L1", "hybrid_a0.5_s0_L1", "zero-shot", "mono_s0", "hybrid_a0.5_s0"]
     full = [m for m in plan if m.layers == 2]
@@ -143,61 +144,6 @@ def test_scaling_table_joins_size_and_training_facts():
     assert np.isnan(table.set_index("model").loc["zero-shot_L1", "train_seconds"])
 
 
-def synthetic_per_query(shift: float = 0.1, n_items: int = 40, item_sd: float = 0.0, row_sd: float = 0.0,
-                        seed: int = 1) -> pd.DataFrame:
-    """hybrid - mono = shift + an item effect (shared by the item's cells, sd ``item_sd``) + row noise."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for item in range(n_items):
-        effect = rng.normal(0, item_sd)
-        for cell in ("en-en", "en-de", "de-en"):
-            value = float(rng.uniform(0.3, 0.9))
-            group = "same" if cell == "en-en" else "cross"
-            gap = shift + effect + rng.normal(0, row_sd)
-            for model, v in (("hybrid", value), ("mono", value - gap)):
-                rows.append({"model": model, "query_id": f"{cell}/{item}", "item_id": str(item), "group": group,
-                             "cell": cell, "ndcg_at_10": v})
-    return pd.DataFrame(rows)
-
-
-def test_intervals_and_paired_gaps():
-    frame = synthetic_per_query(0.1)
-    est = S.intervals(frame, "ndcg_at_10", n_boot=200).set_index(["model", "group"])
-    assert est.loc[("hybrid", "cross"), "n_cells"] == 2
-    hybrid_cross = frame[(frame["model"] == "hybrid") & (frame["group"] == "cross")]
-    want = hybrid_cross.groupby("cell")["ndcg_at_10"].mean().mean()  # macro mean over the two cells
-    assert est.loc[("hybrid", "cross"), "estimate"] == pytest.approx(want)
-    # a constant gap has a degenerate interval and the smallest p-value the sign flips allow
-    gap = S.gaps(frame, "ndcg_at_10", [("hybrid", "mono")], n_boot=200, n_permutations=500).set_index("group")
-    assert gap.loc["cross", "estimate"] == pytest.approx(0.1)
-    assert gap.loc["cross", "low"] == pytest.approx(0.1) and gap.loc["cross", "high"] == pytest.approx(0.1)
-    assert gap.loc["cross", "p_value"] == pytest.approx(1 / 501)
-
-
-def test_gap_interval_width_and_p_value_follow_the_item_level_differences():
-    """Noisy, item-correlated gaps: the interval has the width of a cluster-level normal interval,
-    sd(item means) / sqrt(items), and the p-value is the sign-flip normal approximation over items."""
-    frame = synthetic_per_query(0.01, n_items=200, item_sd=0.2, row_sd=0.05, seed=3)
-    gap = S.gaps(frame, "ndcg_at_10", [("hybrid", "mono")], n_boot=2000, n_permutations=20_000).set_index("group")
-    wide = frame.pivot_table(index=["item_id", "cell", "group"], columns="model", values="ndcg_at_10").reset_index()
-    wide["d"] = wide["hybrid"] - wide["mono"]
-    for group, part in wide.groupby("group"):
-        per_item = part.groupby("item_id")["d"].mean()  # every item has every cell of the group: macro = mean
-        assert gap.loc[group, "estimate"] == pytest.approx(per_item.mean())
-        se = per_item.std(ddof=1) / np.sqrt(len(per_item))
-        assert gap.loc[group, "high"] - gap.loc[group, "low"] == pytest.approx(2 * 1.96 * se, rel=0.15)
-        assert gap.loc[group, "low"] < gap.loc[group, "estimate"] < gap.loc[group, "high"]
-        z = abs(per_item.sum()) / np.sqrt(np.sum(per_item ** 2))
-        assert gap.loc[group, "p_value"] == pytest.approx(2 * norm_sf(z), abs=0.02)
-    assert 0.001 < gap.loc["cross", "p_value"] < 0.5  # a case where the p-value is informative
-
-
-def norm_sf(z: float) -> float:
-    from scipy.stats import norm
-
-    return float(norm.sf(z))
-
-
 def test_write_summaries_writes_non_empty_tables_only(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "results_dir", lambda profile: tmp_path / profile)
     paths = S.write_summaries("p", mlqa_gaps=pd.DataFrame({"layers": [3], "estimate": [0.01]}),
@@ -205,3 +151,45 @@ def test_write_summaries_writes_non_empty_tables_only(tmp_path, monkeypatch):
     assert [p.name for p in paths] == ["07_mlqa_gaps.csv"]
     assert pd.read_csv(paths[0]).to_dict("list") == {"layers": [3], "estimate": [0.01]}
     assert not (tmp_path / "p" / "07_xquad_gaps.csv").exists()
+
+
+def test_seeds_and_arms():
+    assert S.parse_seeds("0, 1,2") == (0, 1, 2)
+    for bad in ("", "0,x", "-1", "1,1"):
+        with pytest.raises(ConfigError, match="seeds"):
+            S.parse_seeds(bad)
+    plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("mono", "hybrid"), seeds=(0, 3), depth=2)
+    assert [m.name for m in plan if m.layers == 1] == ["zero-shot_L1", "mono_s0_L1", "mono_s3_L1",
+                                                       "hybrid_a0.5_s0_L1", "hybrid_a0.5_s3_L1"]
+    assert {m.arm for m in plan if m.strategy == "hybrid"} == {"hybrid_a0.5_L1", "hybrid_a0.5"}
+    assert S.arm_name("distilled-L3__mono_s12") == "distilled-L3__mono"
+    assert S.arm_name("zero-shot_distilled-L3") == "zero-shot_distilled-L3"
+
+
+def fake_student(root, layers: int):
+    folder = root / "models" / f"distilled-L{layers}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": layers}))
+    return folder
+
+
+def test_distilled_axis_uses_the_students_below_the_full_depth(tmp_path, monkeypatch):
+    from lib import encoder
+
+    monkeypatch.setattr(encoder, "CACHE_DIR", tmp_path)
+    with pytest.raises(ModelError, match=r"python -m lib.distill --layers 1"):
+        S.plan_models("t", "embedded", sizes=(1, 2), strategies=("cross",), depth=2, axis="distilled")
+    student = fake_student(tmp_path, 1)
+    plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("cross",), seeds=(0, 1), depth=2,
+                         axis="distilled")
+    assert [m.name for m in plan] == ["zero-shot_distilled-L1", "distilled-L1__cross_s0", "distilled-L1__cross_s1",
+                                      "zero-shot", "cross_s0", "cross_s1"]
+    small = [m for m in plan if m.layers == 1]
+    assert {m.backbone for m in small} == {"distilled-L1"} and {m.num_layers for m in small} == {0}
+    assert S.backbone_depth("distilled-L1") == 1 and encoder.distilled_dir("distilled-L1") == student
+    assert {m.arm for m in small if m.trained} == {"distilled-L1__cross"}
+    with pytest.raises(ConfigError, match="size_axis"):
+        S.plan_models("t", "embedded", sizes=(1,), depth=2, axis="pruned")
+    with pytest.raises(ConfigError, match="backbone='embedded'"):
+        S.plan_models("t", str(student), sizes=(1,), depth=1, axis="distilled")
+
