@@ -7,7 +7,7 @@ The layers (docs/architecture.md draws them):
 2. sampling, retrieval, timing, models (the model registry)
 3. training, distillation
 4. evaluation and experiments: evaluation, indexes, clustering, efficiency, mlqa_retrieval, mteb_adapter, mteb_eval, scaling, scaling_stats
-5. reports and interfaces: paper, paper_tables, *_report, figures, plots, readme, explore, checks, notebook, config, runner
+5. reports and interfaces: paper, paper_tables, *_report, figures, plots, readme, explore, explore_widget, checks, notebook, config, runner
 
 A module may import modules of its own layer or lower ones; an import of a higher layer, or any cycle,
 fails here. Imports inside functions count (they are dependencies all the same).
@@ -27,7 +27,7 @@ LAYERS = {
     2: {"sampling", "retrieval", "timing", "models"},
     3: {"training", "distill"},
     4: {"evaluation", "indexes", "clustering", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling", "scaling_stats"},
-    5: {"paper", "paper_tables", "plots", "figures", "readme", "explore", "checks", "notebook", "config", "runner"},
+    5: {"paper", "paper_tables", "plots", "figures", "readme", "explore", "explore_widget", "checks", "notebook", "config", "runner"},
 }
 
 

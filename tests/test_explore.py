@@ -10,6 +10,7 @@ import pytest
 
 from lib import evaluation as E
 from lib import explore as X
+from lib import explore_widget
 from lib import models
 from lib import retrieval as R
 from lib.encoder import build_tiny_encoder
@@ -121,7 +122,7 @@ def test_known_answer_ranks_and_top_k(profile):
     assert wide.loc[1, zero].startswith("[b] \u2713") and "\u2717" in wide.loc[4, zero]
     hits_b = X.search(ex, "b-q2", k=10, doc_langs=["a"])
     assert (hits_b["lang"] == "a").all() and len(hits_b) == 8 * len(ex.names)  # k beyond the 8 candidates in a
-    fig = X.plot_question_ranks(ranks)
+    fig = explore_widget.plot_question_ranks(ranks)
     assert len(fig.axes) == 1
     with pytest.raises(ConfigError, match="parameter doc_langs"):
         X.search(ex, "b-q2", doc_langs=["zz"])
@@ -146,7 +147,7 @@ def test_widget_runs_its_callbacks(profile):
     pytest.importorskip("ipywidgets")
     ex = X.open_explorer("unit", "xquad_r", backbone=profile.base, models="zero-shot,mono_s0", data=tiny_set())
     _handmade(ex)
-    panel = X.widget(ex, backbone=profile.base, question="b-q2")
+    panel = explore_widget.widget(ex, backbone=profile.base, question="b-q2")
     c = panel.controls
     assert c["question_lang"].value == "a" and c["question_id"].options  # questions listed, one picked
     first = c["question_id"].value
