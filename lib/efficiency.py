@@ -52,7 +52,6 @@ from lib.results import upsert_csv
 from lib.timing import encode_pass, hardware_bf16, precision, set_threads, spread, warm_up
 
 COLUMNS = ["model", "strategy", "dataset", "index", "param", "value_name", "value"]
-POOL_METRICS = ("hit_rate_at_10", "recall_at_10", "ndcg_at_10")
 OVERLAP = "overlap_at_10"
 
 

@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import strategies
-from lib.efficiency import OVERLAP, POOL_METRICS
-from lib.indexes import DUREADER_METRICS, FAMILIES
+from lib import metric_registry, strategies
+from lib.efficiency import OVERLAP
+from lib.indexes import FAMILIES
 from lib.models import ZERO_SHOT
 
 # --------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def encoding_table(rows: pd.DataFrame) -> pd.DataFrame:
 def exact_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per dataset and model: the exact index's labelled metrics, latency and throughput."""
     ex = rows[(rows["index"] == "exact") & ~rows["value_name"].str.startswith(("e2e_", "query_encode_"))]
-    keep = [*DUREADER_METRICS, *POOL_METRICS, "latency_ms_p50", "batch_qps_p50", "bytes_per_vector"]
+    keep = [*metric_registry.family("dureader"), *metric_registry.family("pool"), "latency_ms_p50", "batch_qps_p50", "bytes_per_vector"]
     table = ex[ex["value_name"].isin(keep)].pivot_table(index=["dataset", "model"], columns="value_name",
                                                          values="value", sort=False)
     return table[[c for c in dict.fromkeys(keep) if c in table.columns]].rename_axis(columns=None)

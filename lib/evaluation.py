@@ -54,6 +54,7 @@ from lib import metrics as M
 from lib.data import load_lareqa
 from lib.data_files import LANGS
 from lib.errors import ConfigError, DataError, ModelError
+from lib.metric_registry import family, in_setting
 from lib.models import ModelSpec, describe_model, safe_name, trained_from, trained_models, zero_shot_name
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
@@ -207,16 +208,16 @@ def aggregate(per_query: pd.DataFrame, langs: Sequence[str]) -> pd.DataFrame:
     langs = sorted(set(langs) | set(per_query["query_lang"]))
     cells = ([("mono", x, x) for x in langs] + [("cross", x, y) for x in langs for y in langs if y != x]
              + [("multi", x, "all") for x in langs])
-    metrics = ["map", *M.TOPK_METRICS]
+    metrics = family("lareqa")  # map (the per-query ap), the top-k metrics, rank_distance (multi only)
     grouped = per_query.rename(columns={"ap": "map"}).groupby(["setting", "query_lang", "doc_lang"])
-    means = grouped[metrics + ["rank_distance"]].mean()
+    means = grouped[list(metrics)].mean()
     counts = grouped.size()
     rd_counts = grouped["rank_distance"].count()
     rows = []
     for cell in cells:
         present = cell in counts.index
         n = int(counts[cell]) if present else 0
-        for metric in metrics + (["rank_distance"] if cell[0] == "multi" else []):
+        for metric in (m for m in metrics if in_setting(m, cell[0])):
             value = float(means.loc[cell, metric]) if present else math.nan
             nq = int(rd_counts[cell]) if (present and metric == "rank_distance") else n
             rows.append((*cell, metric, value, nq))

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from lib.errors import ConfigError
+from lib.metric_registry import family, ranx_name
 
 FAMILIES = ("exact", "ivf", "hnsw", "pq", "sq", "trunc")
-DUREADER_METRICS = ("mrr_at_10", "recall_at_1", "recall_at_50", "ndcg_at_10")  # csv names (lib.metrics)
+DUREADER_METRICS = family("dureader")  # csv names (lib.metric_registry)
 
 
 # --------------------------------------------------------------------------
@@ -80,7 +81,7 @@ def labelled_metrics(ids: np.ndarray, scores: np.ndarray, qids: Sequence[str], d
         found = ids[i] >= 0
         run[r, :, 0] = np.where(found, ids[i], filler)
         run[r, :, 1] = np.where(found, scores[i], -1e9 - np.arange(k))
-    names = {m: m.replace("_at_", "@") for m in metrics}
+    names = {m: ranx_name(m) for m in metrics}
     values = evaluate(qrel_arr, run, list(names.values()), threads=1, save_results_in_run=False)
     values = values if isinstance(values, dict) else {next(iter(names.values())): values}
     return {m: float(values[r]) for m, r in names.items()}

@@ -26,15 +26,10 @@ from typing import Sequence
 import numpy as np
 
 from lib.errors import ConfigError
+from lib.metric_registry import ranx_names
 
-# csv metric name -> ranx metric name
-TOPK_METRICS = {
-    "ndcg_at_10": "ndcg@10",
-    "mrr_at_10": "mrr@10",
-    "recall_at_1": "recall@1",
-    "recall_at_10": "recall@10",
-    "hit_rate_at_10": "hit_rate@10",
-}
+# csv metric name -> ranx metric name: the top-k metrics of the paper's protocol (lib.metric_registry)
+TOPK_METRICS = ranx_names("lareqa")
 
 
 def _sorted_ranks(ranks: Sequence[int]) -> np.ndarray:

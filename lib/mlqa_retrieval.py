@@ -50,6 +50,7 @@ from lib.data import load_mlqa_retrieval
 from lib.data_files import LANGS as DATASET_LANGS
 from lib.errors import ConfigError, DataError
 from lib.evaluation import METRIC_COLUMNS as EVALUATION_COLUMNS, metrics_path, per_query_path, upsert_metrics
+from lib.metric_registry import ranx_names
 from lib.metrics import average_precisions, topk_metrics
 from lib.paths import atomic_write, results_dir
 
@@ -57,7 +58,7 @@ DATASET = "mlqa_retrieval"
 SPLIT = "validation"
 LANGS = DATASET_LANGS[DATASET]
 ISO3 = {"ar": "ara", "de": "deu", "en": "eng", "es": "spa", "hi": "hin", "vi": "vie", "zh": "zho"}
-METRICS = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_10": "recall@10"}  # csv -> ranx
+METRICS = ranx_names(DATASET)  # csv -> ranx (lib.metric_registry)
 MAIN_METRIC = "ndcg_at_10"
 SUMMARY_SETTINGS = ("same", "cross", "all")
 METRIC_COLUMNS = [c for c in EVALUATION_COLUMNS if c != "profile"]  # upsert_metrics adds "profile"

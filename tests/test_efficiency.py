@@ -14,6 +14,7 @@ from lib import efficiency as eff
 from lib import indexes as idx
 from lib import efficiency_report as report
 from lib.errors import ConfigError
+from lib.metric_registry import family
 
 DIM = 32
 
@@ -299,7 +300,7 @@ def test_measure_all_writes_every_stage_for_every_model(tiny_encoder, tmp_path, 
     specs = [types.SimpleNamespace(name=n, strategy=s, fingerprint=n, load=lambda e=e: e)
              for n, s, e in (("zero-shot", "zero-shot", tiny_encoder), ("hybrid_s0", "hybrid", other))]
     workloads = [eff.Workload("toy", rset, query_max_length=16, doc_max_length=16),
-                 eff.Workload("toy_pool", rset, metrics=eff.POOL_METRICS, families=("exact", "ivf"),
+                 eff.Workload("toy_pool", rset, metrics=family("pool"), families=("exact", "ivf"),
                               query_max_length=16, doc_max_length=16, max_queries=40, clustering=True)]
     out = tmp_path / "efficiency.csv"
     rows = eff.measure_all(specs, workloads, out, profile="t", cost_texts=docs["text"][:16].tolist(), threads=1,
