@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 import matplotlib
@@ -34,11 +35,16 @@ class Missing(Exception):
     """An input of a figure is not there; the message says which."""
 
 
-def _csv(profile: str, name: str) -> pd.DataFrame:
+def _path(profile: str, name: str) -> Path:
+    """``results/<profile>/<name>``; Missing when absent."""
     path = results_dir(profile) / name
     if not path.exists():
         raise Missing(f"{path} not found")
-    return pd.read_csv(path)
+    return path
+
+
+def _csv(profile: str, name: str) -> pd.DataFrame:
+    return pd.read_csv(_path(profile, name))
 
 
 def _notebook_values(profile: str, notebook: str) -> dict:
@@ -134,8 +140,7 @@ def figures_04(profile: str):
     from lib import evaluation_report as report
 
     metrics, datasets = _main_metrics(profile)
-    _csv(profile, "comparisons.csv")  # Missing when absent
-    comparisons = paper.read_comparisons(results_dir(profile) / "comparisons.csv")
+    comparisons = paper.read_comparisons(_path(profile, "comparisons.csv"))
     yield "04_map_by_strategy", lambda: report.figure_gaps(comparisons, metrics, datasets=datasets)
     if "xquad_r" in datasets:
         yield "04_seen_unseen", lambda: report.figure_seen_unseen(comparisons, "xquad_r")
