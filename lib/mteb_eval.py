@@ -27,13 +27,11 @@ import pandas as pd
 
 from lib.data import load_mlqa_retrieval
 from lib.errors import DataError, StudyError
-from lib.mlqa_retrieval import (DATASET, MAIN_METRIC, SPLIT, SUMMARY_SETTINGS, check_subsets,  # noqa: F401
-                                doc_ids, evaluate_mlqa_retrieval, mteb_subset_name, parse_subset_name, views)
+from lib.mlqa_retrieval import (MAIN_METRIC, SPLIT, check_subsets, doc_ids, evaluate_mlqa_retrieval,
+                                mteb_subset_name, parse_subset_name, views)
 from lib.mteb_adapter import EmbeddingMemo, MtebEncoder, model_meta
 from lib.paths import CACHE_DIR, atomic_write
 
-# SUMMARY_SETTINGS stays importable here for notebooks/07_model_size_scaling.ipynb (mteb_eval.SUMMARY_SETTINGS)
-# and DATASET for lib/scaling_stats.py (mteb_eval.DATASET); their owner is lib.mlqa_retrieval
 MTEB_TASKS = ("MLQARetrieval", "BelebeleRetrieval", "XPQARetrieval")
 # Agreement of compare_with_mteb: per subset |local - mteb| nDCG@10 at most MAX, mean over subsets at most MEAN.
 # Same encoder and texts on both sides, so only float noise (bf16 with other batch shapes) and

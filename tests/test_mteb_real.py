@@ -16,7 +16,7 @@ from lib.encoder import build_tiny_encoder, load_encoder
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(
     importlib.util.find_spec("mteb") is None,
     reason="mteb is not installed: it is an optional dependency (pip install -r requirements-mteb.txt); "
-           "without it lib.mteb_eval.evaluate_mlqa_retrieval is the only MLQARetrieval evaluation")]
+           "without it lib.mlqa_retrieval.evaluate_mlqa_retrieval is the only MLQARetrieval evaluation")]
 
 # Items per language pair for the agreement test (lib.data.load_mlqa_retrieval(max_items=...)); the
 # full-size check over all 15,747 questions is benchmarks/mteb_agreement.py.
