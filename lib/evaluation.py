@@ -385,6 +385,14 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
     return rows
 
 
+def up_to_date(profile: str, spec: ModelSpec, dataset: str, data_fp: str, manifest: dict) -> bool:
+    """Whether ``evaluations.json``'s entries (``manifest``) record this model and data fingerprint at this
+    evaluation version, and the per-query file exists: then the evaluation need not run again."""
+    entry = manifest.get(f"{spec.name}__{dataset}", {})
+    return (entry.get("model_fingerprint") == spec.fingerprint and entry.get("data_fingerprint") == data_fp
+            and entry.get("eval_version") == EVAL_VERSION and per_query_path(profile, spec.name, dataset).is_file())
+
+
 def _as_list(value, name: str) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",")]
@@ -430,12 +438,7 @@ def evaluate_all(profile: str, backbone: str = "embedded", num_layers: int = 0,
         spec = describe_model(target, name, num_layers if name else 0)
         spec.load = resolve_encoder(spec.load)  # one load serves every dataset
         for dataset in datasets:
-            entry = manifest.get(f"{spec.name}__{dataset}", {})
-            fresh = (entry.get("model_fingerprint") == spec.fingerprint
-                     and entry.get("data_fingerprint") == data_fps[dataset]
-                     and entry.get("eval_version") == EVAL_VERSION
-                     and per_query_path(profile, spec.name, dataset).is_file())
-            if not fresh or force:
+            if force or not up_to_date(profile, spec, dataset, data_fps[dataset], manifest):
                 evaluate_model(spec, dataset=dataset, profile=profile, max_items=max_items, data=data[dataset],
                                progress=progress)
     return load_metrics(profile)

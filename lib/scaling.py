@@ -476,8 +476,8 @@ def evaluate_lareqa(models: Sequence[SizedModel], profile: str, dataset: str = "
                     progress: bool | None = None) -> None:
     """XQuAD-R / MLQA-R through ``lib.evaluation`` (skips up-to-date models), then fills ``layers``."""
     from lib.data import load_lareqa
-    from lib.evaluation import (EVAL_VERSION, data_fingerprint, describe_model, evaluate_model, load_metrics,
-                                per_query_path, read_manifest, upsert_metrics)
+    from lib.evaluation import data_fingerprint, evaluate_model, load_metrics, read_manifest, up_to_date, upsert_metrics
+    from lib.models import describe_model
 
     data = load_lareqa(dataset, max_items=max_items)
     data_fp = data_fingerprint(data)
@@ -485,10 +485,7 @@ def evaluate_lareqa(models: Sequence[SizedModel], profile: str, dataset: str = "
     for m in models:
         target = str(m.run_dir) if m.trained else m.backbone
         spec = describe_model(target, m.name, 0 if m.trained else m.num_layers)
-        entry = manifest.get(f"{spec.name}__{dataset}", {})
-        fresh = (entry.get("model_fingerprint") == spec.fingerprint and entry.get("data_fingerprint") == data_fp
-                 and entry.get("eval_version") == EVAL_VERSION and per_query_path(profile, spec.name, dataset).is_file())
-        if not fresh:
+        if not up_to_date(profile, spec, dataset, data_fp, manifest):
             evaluate_model(target, m.name, dataset, profile, num_layers=0 if m.trained else m.num_layers,
                            max_items=max_items, data=data, progress=progress)
     metrics = load_metrics(profile)
