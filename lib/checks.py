@@ -48,13 +48,18 @@ EXPECTED: dict[str, Expectation] = {
                               Table("comparisons.csv", 3, ("claim", "estimate", "ci_low", "ci_high", "p_value",
                                                            "p_holm", "margin", "outcome")),
                               Table("04_paired_tests.csv", 1, ("outcome",)),
-                              Table("04_strategy_table.csv", 1, ("mean",))),
+                              Table("04_strategy_table.csv", 1, ("mean",)),
+                              Table("04_alpha_axis.csv", 3, ("alpha", "estimate", "low", "high", "vs_best_outcome"))),
                       figures=("04_",), extra=("verdicts",)),
     "05": Expectation(tables=(Table("05_bias_summary.csv", 2, ("rank_distance",)),
                               Table("05_rank_distance.csv", 1)),
                       figures=("05_",)),
     "06": Expectation(tables=(Table("efficiency.csv", 10, ("model", "value")),), figures=("06_",)),
-    "07": Expectation(tables=(Table("scaling.csv", 1, ("model", "layers")),), figures=("07_",)),
+    "07": Expectation(tables=(Table("scaling.csv", 1, ("model", "layers")),
+                              Table("07_mlqa_estimates.csv", 3, ("model", "estimate", "low", "high", "n_seeds")),
+                              Table("07_mlqa_gaps.csv", 1, ("model_a", "model_b", "estimate", "low", "high",
+                                                            "outcome"))),
+                      figures=("07_",)),
 }
 
 
