@@ -32,7 +32,7 @@ Outputs (``results/<profile>/``):
 - ``evaluations.json``: the model and data fingerprints of each evaluated
   (model, dataset), so :func:`evaluate_all` skips what is up to date.
 
-Macro averages (``lib.paper.macro_average``): per cell first (mean over its
+Macro averages (``lib.paper_tables.macro_average``): per cell first (mean over its
 questions), then the plain mean over cells: over the query languages for
 mono and multi, over all ordered pairs X != Y for cross (equal to the mean
 over query languages of their mean over candidate languages whenever every
