@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from lib.data import load_lareqa  # noqa: E402
-from lib.encoder import load_encoder  # noqa: E402
+from lib.backbones import load_encoder  # noqa: E402
 from lib.timing import encode_pass, precision, warm_up  # noqa: E402
 
 

@@ -31,7 +31,8 @@ import torch  # noqa: E402
 from lib import evaluation as E  # noqa: E402
 from lib import metrics as M  # noqa: E402
 from lib.data import load_lareqa  # noqa: E402
-from lib.encoder import bf16_supported, load_encoder  # noqa: E402
+from lib.backbones import load_encoder  # noqa: E402
+from lib.encoder import bf16_supported  # noqa: E402
 from lib.paths import atomic_write, results_dir  # noqa: E402
 from lib.retrieval import block_ranks  # noqa: E402
 

@@ -42,7 +42,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lib.data import load_lareqa  # noqa: E402
-from lib.encoder import bf16_supported, embedded_model_dir, load_encoder  # noqa: E402
+from lib.backbones import load_encoder  # noqa: E402
+from lib.embedded_model import embedded_model_dir  # noqa: E402
+from lib.encoder import bf16_supported  # noqa: E402
 from lib.timing import hardware_bf16  # noqa: E402
 from lib.training import DualEmbed, TrainConfig, info_nce, prepare_params, train_step  # noqa: E402
 

@@ -17,7 +17,8 @@ import time
 import pandas as pd
 import torch
 
-from lib.encoder import bf16_supported, load_encoder
+from lib.backbones import load_encoder
+from lib.encoder import bf16_supported
 from lib.training import DualEmbed, TrainConfig, prepare_params, train_step
 
 SENTENCE = ("Der Fluss fließt durch die alte Stadt und 河流穿过古老的城市 while the bridge, built in 1820, "

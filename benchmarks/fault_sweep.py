@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib.data_files import data_dir  # noqa: E402
+from lib.embedded_model import embedded_model_dir  # noqa: E402
 from lib.paths import CACHE_DIR  # noqa: E402
 
 RUN_ALL = str(ROOT / "run_all.sh")
@@ -237,7 +238,6 @@ def backbone_fault(how: str) -> Callable[[Ctx], list[str]]:
         cache = ctx.work / "cache"
         src = CACHE_DIR / EMBEDDED
         if not (src / "SHA256SUMS").is_file():
-            from lib.encoder import embedded_model_dir
             embedded_model_dir()
         shutil.copytree(src, cache / EMBEDDED)
         weights = cache / EMBEDDED / "model.safetensors"
@@ -396,7 +396,6 @@ def main() -> int:
         words = args.only.split(",")
         cases = [c for c in cases if any(w in c.id for w in words)]
     rows = []
-    from lib.encoder import embedded_model_dir
     embedded_model_dir()  # converted (with its checksums) once, in the real cache, before the cases
     top = Path(tempfile.mkdtemp(prefix="fault_sweep_"))
     os.chmod(top, 0o755)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lib import mteb_eval as ME
     from lib.data import load_mlqa_retrieval
-    from lib.encoder import load_encoder
+    from lib.backbones import load_encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)

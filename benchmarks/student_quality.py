@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from lib.data import load_mlqa_retrieval  # noqa: E402
 from lib.distill import student_dir  # noqa: E402
-from lib.encoder import load_encoder  # noqa: E402
+from lib.backbones import load_encoder  # noqa: E402
 from lib.mlqa_retrieval import evaluate_mlqa_retrieval  # noqa: E402
 
 

@@ -261,7 +261,7 @@ def backbone_layers(backbone: str) -> int | None:
 
 def _backbone_folder(backbone: str) -> Path | None:
     """The folder a path-like backbone names (relative to notebooks/, where the notebooks run), else None."""
-    from lib.encoder import _looks_like_path
+    from lib.backbones import _looks_like_path
 
     path = Path(backbone).expanduser()
     if not path.is_absolute():

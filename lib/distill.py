@@ -38,7 +38,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lib.encoder import bf16_supported, distilled_dir, load_encoder
+from lib.backbones import distilled_dir, load_encoder
+from lib.encoder import bf16_supported
 from lib import training_data
 from lib.errors import ConfigError, DataError
 from lib.paths import CACHE_DIR, atomic_write

@@ -457,7 +457,7 @@ def load_tokenizer(backbone: str = "embedded"):
     from transformers import AutoTokenizer
 
     if backbone == "embedded":
-        from lib.encoder import embedded_model_dir
+        from lib.embedded_model import embedded_model_dir
         backbone = str(embedded_model_dir())
     return AutoTokenizer.from_pretrained(backbone)
 

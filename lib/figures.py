@@ -78,7 +78,7 @@ def _main_metrics(profile: str) -> tuple[pd.DataFrame, list[str]]:
 def figures_01(profile: str):
     from lib import data, training_data
     from lib import data_report as report
-    from lib.encoder import load_encoder
+    from lib.backbones import load_encoder
 
     values = _notebook_values(profile, "01_data_preparation")
     summary = _csv(profile, "data_summary.csv")

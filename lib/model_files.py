@@ -1,4 +1,4 @@
-"""The on-disk formats of a model folder, below the encoder: what lib.encoder reads and lib.model_store writes.
+"""The on-disk formats of a model folder, below the encoder: what lib.backbones reads and lib.model_store writes.
 
 Three kinds of folder hold a model: ``full`` (transformers' ``config.json``
 and weights, plus the sentence-transformers module files), ``compact``
@@ -8,7 +8,7 @@ changed, the rest rebuilt from the named base) and ``pointer``
 names, the hashes that tie a compact folder to its base, how to recognise
 and resolve each kind, and the sentence-transformers files written beside
 the weights; it imports nothing of the project above :mod:`lib.errors`, so
-:mod:`lib.encoder` (loading) and :mod:`lib.model_store` (saving, export,
+:mod:`lib.backbones` (loading) and :mod:`lib.model_store` (saving, export,
 cards) can both build on it.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def add_pooler_placeholder(folder: str | os.PathLike, model) -> bool:
     tensors, initialises them randomly and reports them MISSING. The
     project's embeddings never use the pooler (mean / CLS pooling of the last
     hidden state); weight = identity, bias = 0 makes ``pooler_output`` the
-    tanh of the CLS state, deterministic. :func:`lib.encoder.load_encoder`
+    tanh of the CLS state, deterministic. :func:`lib.backbones.load_encoder`
     drops it again. Returns whether the file was changed.
     """
     from safetensors.torch import load_file, save_file

@@ -18,7 +18,7 @@ the embedded backbone's 117M parameters) are frozen during training, so
 
 ``last/`` is either ``same_as.json`` pointing at ``model/`` (when the last
 step is also the best one, or without validation) or a second compact
-folder. :func:`lib.encoder.load_encoder` reads all three kinds (full,
+folder. :func:`lib.backbones.load_encoder` reads all three kinds (full,
 compact, pointer) transparently.
 
 ``python -m lib.model_store export RUN_DIR OUT_DIR`` writes a standalone
@@ -43,7 +43,8 @@ from typing import Iterable
 
 import torch
 
-from lib.encoder import ENCODER_CONFIG, load_encoder
+from lib.backbones import load_encoder
+from lib.encoder import ENCODER_CONFIG
 from lib.errors import ModelError
 from lib.model_files import (BASE_REF, CARD, COMPACT_WEIGHTS, FORMAT, SAME_AS, _dump, file_sha256, kind,
                              resolve, tensor_sha256, vocab_sha256, write_sentence_transformers_files)
@@ -250,7 +251,7 @@ def export(src: str | os.PathLike, out_dir: str | os.PathLike, *, which: str = "
     """Write a standalone folder (full weights, tokenizer, module files, model card) for ``src``.
 
     ``src`` is a run folder (``which`` picks ``model/`` or ``last/``), one
-    of its model folders, or any folder :func:`lib.encoder.load_encoder`
+    of its model folders, or any folder :func:`lib.backbones.load_encoder`
     reads. ``SentenceTransformer(out_dir)`` and ``AutoModel.from_pretrained
     (out_dir)`` load the result without the project.
     """

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from lib import strategies
-from lib.encoder import embedded_model_dir, load_encoder
+from lib.backbones import load_encoder
+from lib.embedded_model import embedded_model_dir
 from lib.errors import ConfigError, ModelError, StudyError
 from lib.paths import results_dir
 from lib.retrieval import _sha, encoder_fingerprint, folder_fingerprint
@@ -95,10 +96,34 @@ def config_layers(folder: Path) -> float:
     return math.nan
 
 
-def describe_model(model, model_name: str | None = None, num_layers: int = 0) -> ModelSpec:
+CHECKPOINTS = ("model", "last")  # a run's kept checkpoint (lowest validation loss) and its last step
+LAST_SUFFIX = "__last"
+
+
+def checkpoint_model_name(run: str, checkpoint: str = "model") -> str:
+    """The model name of one checkpoint of a run: the run's name for the kept one, ``<run>__last`` for the
+    last step (when it differs from the kept one)."""
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint={checkpoint!r}: use one of {CHECKPOINTS}")
+    return run + (LAST_SUFFIX if checkpoint == "last" else "")
+
+
+def last_is_kept(run_dir: Path) -> bool:
+    """Whether a run's ``last/`` is a pointer to ``model/`` (the lowest validation loss came at the end)."""
+    pointer = Path(run_dir) / "last" / "same_as.json"
+    return pointer.is_file() and json.loads(pointer.read_text()).get("same_as") == "model"
+
+
+def describe_model(model, model_name: str | None = None, num_layers: int = 0,
+                   checkpoint: str = "model") -> ModelSpec:
     """Resolve ``model``: an ``Encoder``, a trained run folder
     (``train_config.json`` + ``model/``), an ``Encoder.save`` folder, or a
-    backbone name (``"embedded"`` / hub id; evaluated as zero-shot)."""
+    backbone name (``"embedded"`` / hub id; evaluated as zero-shot).
+
+    For a run folder, ``checkpoint="last"`` describes its last step instead of
+    the kept checkpoint, named ``<run>__last``; when the two are the same
+    step it describes the kept one under the run's name (nothing to evaluate
+    twice)."""
     if not isinstance(model, (str, Path)) and hasattr(model, "encode"):
         if not model_name:
             raise ConfigError("evaluate_model: pass model_name=... when giving an Encoder object")
@@ -117,9 +142,17 @@ def describe_model(model, model_name: str | None = None, num_layers: int = 0) ->
             raise ModelError(f"{path / 'train_config.json'}: strategy={strategy!r}; expected one of "
                              f"{', '.join(strategies.trained_names())}")
         alpha = strategies.mono_share(strategy, float(cfg.get("alpha", 0.5)))
-        fp = _sha(folder_fingerprint(path / "model"), json.dumps(cfg, sort_keys=True))
-        return ModelSpec(safe_name(model_name or path.name), strategy, alpha, float(cfg.get("seed", math.nan)),
-                         config_layers(path / "model"), fp, lambda: load_encoder(str(path / "model")))
+        checkpoint_model_name(path.name, checkpoint)  # ConfigError for an unknown checkpoint
+        if checkpoint == "last" and last_is_kept(path):
+            checkpoint = "model"
+        sub = path / checkpoint
+        if not sub.is_dir():
+            raise ModelError(f"{path} has no {checkpoint}/ folder: the run did not finish; rerun its training")
+        fp = _sha(folder_fingerprint(sub), json.dumps(cfg, sort_keys=True), *(["last"] if checkpoint == "last"
+                                                                              else []))
+        return ModelSpec(safe_name(model_name or checkpoint_model_name(path.name, checkpoint)), strategy, alpha,
+                         float(cfg.get("seed", math.nan)), config_layers(path / "model"), fp,
+                         lambda: load_encoder(str(sub)))
     if path.is_dir():
         fp = _sha(folder_fingerprint(path), num_layers)
         layers = float(num_layers) if num_layers else config_layers(path)

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lib.encoder import load_encoder
+from lib.backbones import load_encoder
 from lib.errors import ConfigError, StudyError
 from lib.model_files import tensor_sha256
 

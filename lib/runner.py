@@ -175,7 +175,7 @@ def check_backbone(runs: list[NotebookRun]) -> None:
     the notebooks find the folder intact afterwards.
     """
     if any(_values(run).get("backbone") == "embedded" for run in runs):
-        from lib.encoder import embedded_model_dir
+        from lib.embedded_model import embedded_model_dir
 
         embedded_model_dir()
 

@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from lib import strategies as strategy_registry
-from lib.encoder import DISTILLED_NAME, distilled_dir, embedded_model_dir
+from lib.backbones import DISTILLED_NAME, distilled_dir, load_encoder
+from lib.embedded_model import embedded_model_dir
 from lib.errors import ConfigError, ModelError
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
@@ -202,8 +203,6 @@ class SizedModel:
         return arm_name(self.name)
 
     def load(self):
-        from lib.encoder import load_encoder
-
         if self.trained:
             return load_encoder(str(self.run_dir / "model"))
         return load_encoder(self.backbone, num_layers=self.num_layers)

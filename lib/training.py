@@ -367,7 +367,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, pairs: pd.DataFrame | No
     """Train one model into ``out_dir`` (see the module docstring) and return ``out_dir``.
 
     ``pairs`` defaults to ``lib.training_data.load_training_pairs(cfg.max_items)``;
-    ``encoder`` to ``lib.encoder.load_encoder(cfg.backbone, cfg.num_layers)``
+    ``encoder`` to ``lib.backbones.load_encoder(cfg.backbone, cfg.num_layers)``
     (a given encoder is trained in place). ``checkpoint_every`` (0 = never)
     sets how often a resumable checkpoint is written; ``callback(step,
     log_row)`` runs after every step. A finished run with the same config
@@ -403,7 +403,7 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     val = validation_batches(pairs, cfg.batch_size, cfg.val_pairs)
     loaded_here = encoder is None
     if encoder is None:
-        from lib.encoder import load_encoder
+        from lib.backbones import load_encoder
         encoder = load_encoder(cfg.backbone, cfg.num_layers)
     device = _device(world)
     bf16 = _use_bf16(cfg, device)

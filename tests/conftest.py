@@ -4,12 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.encoder import build_tiny_encoder, load_encoder
+from lib.backbones import load_encoder
+from tiny_model import build_tiny_encoder
 
 
 @pytest.fixture
 def tiny_encoder():
-    """A fresh random 2-layer, 32-dim BERT with a word-level tokenizer (see lib.encoder.tiny_vocab).
+    """A fresh random 2-layer, 32-dim BERT with a word-level tokenizer (see tiny_model.tiny_vocab).
 
     Words ``a0``..``z9``: the letter is a fake language, e.g. ``"a1 a2"`` and
     ``"b1 b2"`` are one parallel item in languages ``a`` and ``b``.

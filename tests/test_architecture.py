@@ -3,7 +3,7 @@
 The layers (docs/architecture.md draws them):
 
 0. foundation: errors, paths, strategies, metric_registry, integrity, results, timing-free helpers
-1. data and models: data, data_files, sentences, training_data, encoder, model_store, metrics, stats
+1. data and models: data, data_files, sentences, training_data, encoder, embedded_model, backbones, model_store, metrics, stats
 2. sampling, retrieval, timing, models (the model registry)
 3. training, distillation
 4. evaluation and experiments: evaluation, indexes, clustering, efficiency, mlqa_retrieval, mteb_adapter, mteb_eval, scaling, scaling_stats
@@ -23,11 +23,12 @@ from lib.paths import PROJ_ROOT
 LIB = PROJ_ROOT / "lib"
 LAYERS = {
     0: {"__init__", "errors", "paths", "strategies", "metric_registry", "integrity", "results"},
-    1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "model_store", "metrics", "stats"},
+    1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "embedded_model", "backbones",
+        "model_store", "metrics", "stats"},
     2: {"sampling", "retrieval", "timing", "models"},
     3: {"training", "distill"},
     4: {"evaluation", "indexes", "clustering", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling", "scaling_stats"},
-    5: {"paper", "paper_tables", "alpha_axis", "plots", "figures", "readme", "explore", "explore_widget", "checks", "notebook", "config", "runner"},
+    5: {"paper", "paper_tables", "alpha_axis", "checkpoints", "plots", "figures", "readme", "explore", "explore_widget", "checks", "notebook", "config", "runner"},
 }
 
 

@@ -10,9 +10,10 @@ import torch
 from lib import data
 from lib import training_data
 from lib import distill as D
-from lib.encoder import build_tiny_encoder, load_encoder
+from lib.backbones import load_encoder
 from lib.errors import ConfigError, DataError
 from test_sampling import make_pairs
+from tiny_model import build_tiny_encoder
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)

@@ -20,10 +20,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lib.encoder import build_tiny_encoder
 from lib.errors import ConfigError
 from lib.training import TrainConfig, train
 from test_sampling import make_pairs
+from tiny_model import build_tiny_encoder
 
 WORLD = 2
 

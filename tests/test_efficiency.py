@@ -11,8 +11,10 @@ import pytest
 
 from lib import clustering as clu
 from lib import efficiency as eff
+from lib import efficiency_report as figures
+from lib import efficiency_tables_report as report
+from lib import encoding_cost as cost
 from lib import indexes as idx
-from lib import efficiency_report as report
 from lib.errors import ConfigError
 from lib.metric_registry import family
 
@@ -175,7 +177,7 @@ def test_clustering_is_high_for_separated_languages_and_low_for_mixed():
 
 def test_write_rows_upserts_by_model_and_dataset(tmp_path):
     def rows(model, dataset, value):
-        return pd.DataFrame([(model, "s", dataset, "exact", "dim=32", "x", value)], columns=eff.COLUMNS)
+        return pd.DataFrame([(model, "mono", 1.0, 0.0, dataset, "exact", "dim=32", "x", value)], columns=eff.COLUMNS)
 
     path = tmp_path / "efficiency.csv"
     facts = rows("m2", "d", float("nan")).assign(index="facts", param="")
@@ -196,22 +198,45 @@ def test_pareto_front_keeps_undominated_points():
     assert report.pareto_front(pts, "cost", "q")["cost"].tolist() == [1, 3, 5]
 
 
-def test_find_models_picks_seed0_per_strategy(tmp_path, monkeypatch):
+def test_find_models_takes_every_run_of_the_backbone_and_depth(tmp_path, monkeypatch):
     import lib.models
 
     monkeypatch.setattr(lib.models, "results_dir", lambda profile: tmp_path)
-    for name, strategy, seed, alpha in [("mono_s0", "mono", 0, 1.0), ("mono_s1", "mono", 1, 1.0),
-                                        ("hybrid_a0.5_s0", "hybrid", 0, 0.5), ("hybrid_a0.3_s0", "hybrid", 0, 0.3),
-                                        ("cross_s0", "cross", 0, 0.0)]:
+    for name, strategy, seed, alpha, layers in [
+            ("mono_s0_L2", "mono", 0, 1.0, 2), ("mono_s1_L2", "mono", 1, 1.0, 2), ("hybrid_a0.5_s1_L2", "hybrid", 1, 0.5, 2),
+            ("hybrid_a0.5_s0_L2", "hybrid", 0, 0.5, 2), ("hybrid_a0.3_s0_L2", "hybrid", 0, 0.3, 2),
+            ("cross_s0_L2", "cross", 0, 0.0, 2), ("mono_s0_L1", "mono", 0, 1.0, 1)]:
         run = tmp_path / "models" / name
         (run / "model").mkdir(parents=True)
-        (run / "train_config.json").write_text(json.dumps({"strategy": strategy, "seed": seed, "alpha": alpha}))
+        (run / "train_config.json").write_text(json.dumps({"strategy": strategy, "seed": seed, "alpha": alpha,
+                                                           "num_layers": layers}))
     refs = eff.find_models("x", "embedded", 2)
-    assert [r.name for r in refs] == ["zero-shot_L2", "mono_s0", "cross_s0", "hybrid_a0.5_s0"]
-    assert [r.strategy for r in refs] == ["zero-shot", "mono", "cross", "hybrid"]
-    assert [r.name for r in eff.find_models("x", models="mono_s1, zero-shot")] == ["mono_s1", "zero-shot"]
-    with pytest.raises(ConfigError, match="'nope'.*found: \\['cross_s0'"):
+    # every seed and both hybrid alphas, in display order (strategy, alpha, seed); the 1-layer run is not this depth
+    assert [r.name for r in refs] == ["zero-shot_L2", "mono_s0_L2", "mono_s1_L2", "cross_s0_L2", "hybrid_a0.3_s0_L2",
+                                      "hybrid_a0.5_s0_L2", "hybrid_a0.5_s1_L2"]
+    assert [(r.strategy, r.seed) for r in refs[4:]] == [("hybrid", 0), ("hybrid", 0), ("hybrid", 1)]
+    assert [r.alpha for r in refs[4:]] == [0.3, 0.5, 0.5]
+    assert [r.name for r in eff.find_models("x", models="mono_s1_L2, zero-shot")] == ["mono_s1_L2", "zero-shot"]
+    with pytest.raises(ConfigError, match="'nope'.*found: \\['cross_s0_L2'"):
         eff.find_models("x", models="nope")
+
+
+def test_name_identity_reads_old_files(tmp_path):
+    """Files written before the alpha / seed columns get them from the run names, and are upserted."""
+    assert eff.name_identity("hybrid_a0.25_s2_L2", "hybrid") == (0.25, 2.0)
+    assert eff.name_identity("mono_s1", "mono") == (1.0, 1.0)
+    assert eff.name_identity("cross_s0_L6", "cross") == (0.0, 0.0)
+    assert all(np.isnan(eff.name_identity("zero-shot_L2", "zero-shot")))
+    path = tmp_path / "efficiency.csv"
+    old = pd.DataFrame([("hybrid_a0.25_s2", "hybrid", "d", "exact", "dim=8", "x", 1.0),
+                        ("zero-shot", "zero-shot", "d", "exact", "dim=8", "x", 2.0)],
+                       columns=[c for c in eff.COLUMNS if c not in ("alpha", "seed")])
+    old.to_csv(path, index=False)
+    new = pd.DataFrame([("mono_s0", "mono", 1.0, 0.0, "d", "exact", "dim=8", "x", 3.0)], columns=eff.COLUMNS)
+    table = eff.write_rows(new, path).set_index("model")
+    assert list(pd.read_csv(path).columns) == eff.COLUMNS
+    assert table.loc["hybrid_a0.25_s2", ["alpha", "seed"]].tolist() == [0.25, 2.0]
+    assert table.loc["zero-shot", ["alpha", "seed"]].isna().all() and table.loc["mono_s0", "value"] == 3.0
 
 
 def test_query_sample_keeps_every_language_of_an_item():
@@ -225,7 +250,7 @@ def test_query_sample_keeps_every_language_of_an_item():
 def test_encoding_cost_and_e2e_latency_with_tiny_encoder(tiny_encoder, monkeypatch):
     monkeypatch.delenv("HBT_BF16", raising=False)
     texts = [" ".join(f"{c}{i % 10}" for i in range(j % 7 + 1)) for j, c in enumerate("abcdefgh" * 4)]
-    rows = eff.encoding_cost(tiny_encoder, texts, max_length=16, batch_size=8, repeats=2,
+    rows = cost.encoding_cost(tiny_encoder, texts, max_length=16, batch_size=8, repeats=2,
                              precisions=["fp32", "bf16"])
     values = rows.pivot_table(index="param", columns="value_name", values="value")
     assert len(values) == 2 and (values["texts_per_s_p50"] > 0).all()
@@ -237,7 +262,7 @@ def test_encoding_cost_and_e2e_latency_with_tiny_encoder(tiny_encoder, monkeypat
     assert "HBT_BF16" not in os.environ  # the precision switch is undone
     index = faiss.IndexFlatIP(tiny_encoder.dim)
     index.add(tiny_encoder.encode(texts, "passage", max_length=16))
-    e2e = eff.e2e_latencies({"tiny": (tiny_encoder, index)}, texts[:5], warmup=1)
+    e2e = cost.e2e_latencies({"tiny": (tiny_encoder, index)}, texts[:5], warmup=1)
     assert set(e2e["model"]) == {"tiny"}
     e2e = e2e.set_index("value_name")["value"]
     assert e2e["e2e_latency_ms_p50"] >= e2e["query_encode_ms_p50"] > 0
@@ -259,22 +284,23 @@ def test_tables_figures_and_conclusion_compare_strategies(clustered):
                              ("peak_rss_mib", 50.0), ("n_params", 1e6)]], columns=sweep.columns)
         stats = clu.language_clustering(*language_pool(strategy == "mono"), nlist=30, sample=600)
         clus = pd.DataFrame([("clustering", "nlist=30", k, v) for k, v in stats.items()], columns=sweep.columns)
-        parts += [eff.tag_rows(pd.concat([enc, sweep]), model, strategy, "dureader_demo"),
-                  eff.tag_rows(pd.concat([sweep, clus]), model, strategy, "xquad_r")]
+        alpha = 1.0 if strategy == "mono" else 0.5
+        parts += [eff.tag_rows(pd.concat([enc, sweep]), model, strategy, "dureader_demo", alpha, 0),
+                  eff.tag_rows(pd.concat([sweep, clus]), model, strategy, "xquad_r", alpha, 0)]
     rows = pd.concat(parts, ignore_index=True)
     knobs = report.knob_table(rows, "dureader_demo")
-    assert list(knobs.columns) == ["mono_s0", "hybrid_a0.5_s0"]
+    assert list(knobs.columns) == ["mono", "hybrid"]
     assert [p for p in knobs.loc["ivf"].index] == [f"nlist={idx.ivf_nlist(600)},nprobe=1",
                                                     f"nlist={idx.ivf_nlist(600)},nprobe=8"]  # numeric order
     diffs = report.difference_table(rows, ["dureader_demo"])
     assert diffs.loc[0, "pair"] == "hybrid - mono" and diffs.loc[0, "points"] == 3
-    assert report.clustering_table(rows).loc["mono_s0", "silhouette"] > 0.5
+    assert report.clustering_table(rows).loc["mono", "silhouette"] > 0.5
     text = report.conclusion(rows, "dureader_demo")
     assert "hybrid - mono on dureader_demo" in text and f"{diffs.loc[0, 'mean diff']:+.3f}" in text
     assert "identical counts" in text and "Language clustering" in text
-    for fig in (report.figure_encoding(rows), report.figure_clustering(rows),
-                report.figure_fronts(rows, [("dureader_demo", "latency_ms_p50", eff.OVERLAP)]),
-                report.figure_knobs(rows, ["dureader_demo", "xquad_r"])):
+    for fig in (figures.figure_encoding(rows), figures.figure_clustering(rows),
+                figures.figure_fronts(rows, [("dureader_demo", "latency_ms_p50", eff.OVERLAP)]),
+                figures.figure_knobs(rows, ["dureader_demo", "xquad_r"])):
         assert fig.axes
         matplotlib.pyplot.close(fig)
 
@@ -285,7 +311,7 @@ def test_measure_all_writes_every_stage_for_every_model(tiny_encoder, tmp_path, 
 
     import lib.retrieval
     from lib.data import RetrievalSet
-    from lib.encoder import build_tiny_encoder
+    from tiny_model import build_tiny_encoder
 
     monkeypatch.setattr(lib.retrieval, "results_dir", lambda profile: tmp_path)
     items = range(40)
@@ -381,7 +407,7 @@ def fake_clock(monkeypatch):
 def test_encoding_cost_speeds_on_a_fake_clock(tiny_encoder, fake_clock):
     """Passes take 0.4, 0.9, 1.6 s (fp32; call 1 is the warm-up) and 3.6, 4.9, 6.4 s (bf16)."""
     texts = [" ".join(f"{c}{i % 10}" for i in range(j % 5 + 1)) for j, c in enumerate("abcdef" * 3)]
-    rows = eff.encoding_cost(fake_clock.wrap(tiny_encoder), texts, max_length=16, batch_size=4, repeats=3,
+    rows = cost.encoding_cost(fake_clock.wrap(tiny_encoder), texts, max_length=16, batch_size=4, repeats=3,
                              precisions=["fp32", "bf16"])
     values = rows.pivot_table(index="param", columns="value_name", values="value")
     n_tokens = sum(len(x) for x in tiny_encoder.tokenizer(["passage: " + t for t in texts], truncation=True,

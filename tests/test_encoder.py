@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from lib import embedded_model as EM
 from lib import encoder as enc
-from lib.encoder import Encoder, build_tiny_encoder, load_encoder
+from lib.backbones import load_encoder
+from lib.encoder import Encoder
 from lib.errors import ConfigError, DataError, ModelError
+from tiny_model import build_tiny_encoder
 
 TEXTS = ["a1 a2 a3 a4 a5 a6 a7", "b1", "what is c1 c2 ?", "d1 d2", "e1 e2 e3 e4 e5 e6 e7 e8 e9 e0 f1", "zz unknown"]
 
@@ -152,17 +155,17 @@ def test_verify_sha256_rejects_a_corrupted_file(tmp_path):
     import hashlib
 
     good = hashlib.sha256(path.read_bytes()).hexdigest()
-    enc.verify_sha256(path, good)
+    EM.verify_sha256(path, good)
     path.write_bytes(b"E5S1 some weightz")
     with pytest.raises(ModelError, match="sha256.*reinstall"):
-        enc.verify_sha256(path, good)
+        EM.verify_sha256(path, good)
 
 
 def test_read_e5_bin_rejects_wrong_magic(tmp_path):
     path = tmp_path / "model.bin"
     path.write_bytes(b"GGUF" + bytes(64))
     with pytest.raises(ModelError, match="magic"):
-        enc.read_e5_bin(path)
+        EM.read_e5_bin(path)
 
 
 def test_dequantize_q4_0_nibble_order_and_scale():
@@ -170,11 +173,11 @@ def test_dequantize_q4_0_nibble_order_and_scale():
     nibbles = bytes((j % 16) | ((15 - j % 16) << 4) for j in range(16))  # low: 0..15, high: 15..0
     block = np.frombuffer(scale + nibbles, dtype=np.uint8)
     raw = np.concatenate([block, block])
-    values = enc.dequantize_q4_0(raw, 64, chunk=1)
+    values = EM.dequantize_q4_0(raw, 64, chunk=1)
     expected = (np.r_[np.arange(16), np.arange(15, -1, -1)] - 8) * 0.5
     np.testing.assert_array_equal(values, np.tile(expected, 2).astype(np.float32))
     with pytest.raises(ModelError):
-        enc.dequantize_q4_0(raw[:-1], 64)
+        EM.dequantize_q4_0(raw[:-1], 64)
 
 
 # --------------------------------------------------------------------------- the embedded backbone
@@ -299,7 +302,7 @@ def _unigram_reference(text: str, piece_ids: dict[str, int], scores: np.ndarray,
 
 @pytest.mark.real_model
 def test_embedded_tokenizer_matches_bin_vocabulary(embedded_encoder):
-    parsed = enc.read_e5_bin(enc.package_file(*enc.E5_BIN))
+    parsed = EM.read_e5_bin(EM.package_file(*EM.E5_BIN))
     tokenizer = embedded_encoder.tokenizer
     pieces = parsed["pieces"]
     assert tokenizer.convert_ids_to_tokens(list(range(len(pieces)))) == pieces

@@ -13,9 +13,9 @@ from lib import explore as X
 from lib import explore_widget
 from lib import models
 from lib import retrieval as R
-from lib.encoder import build_tiny_encoder
 from lib.errors import ConfigError
 from test_evaluation import tiny_set as evaluation_tiny_set
+from tiny_model import build_tiny_encoder
 
 LANGS = ("a", "b", "c")  # fake languages: language x writes words x0..x9
 

@@ -140,36 +140,39 @@ def test_checksums_are_remembered_by_size_and_mtime(training_root, monkeypatch):
 @pytest.fixture()
 def fake_conversion(tmp_path, monkeypatch):
     """embedded_model_dir() over a temporary cache, converting a tiny encoder instead of the 470 MB one."""
-    from lib import encoder as enc
+    from lib import embedded_model as em
+    from tiny_model import build_tiny_encoder
 
-    monkeypatch.setattr(enc, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(em, "CACHE_DIR", tmp_path / "cache")
     calls = []
 
     def convert(folder):
         calls.append(folder)
-        tiny = enc.build_tiny_encoder(seed=0)
-        tiny.info = {"source_sha256": enc.E5_BIN_SHA256, "conversion_version": enc.CONVERSION_VERSION}
+        tiny = build_tiny_encoder(seed=0)
+        tiny.info = {"source_sha256": em.E5_BIN_SHA256, "conversion_version": em.CONVERSION_VERSION}
         folder = Path(folder)
         with paths.atomic_write(folder) as tmp:
             tiny.save(tmp)
-            integrity.write_sums(tmp, [p.name for p in tmp.iterdir() if p.is_file()], enc.EMBEDDED_SUMS)
+            integrity.write_sums(tmp, [p.name for p in tmp.iterdir() if p.is_file()], em.EMBEDDED_SUMS)
         return folder
 
-    monkeypatch.setattr(enc, "convert_embedded", convert)
-    return enc, calls
+    monkeypatch.setattr(em, "convert_embedded", convert)
+    return em, calls
 
 
 def test_changed_byte_in_the_cached_backbone_is_detected_and_reconverted(fake_conversion, capsys):
-    enc, calls = fake_conversion
-    folder = enc.embedded_model_dir()
-    assert len(calls) == 1 and (folder / enc.EMBEDDED_SUMS).is_file()
-    assert enc.embedded_model_dir() == folder and len(calls) == 1  # intact: reused
+    from lib.backbones import load_encoder
+
+    em, calls = fake_conversion
+    folder = em.embedded_model_dir()
+    assert len(calls) == 1 and (folder / em.EMBEDDED_SUMS).is_file()
+    assert em.embedded_model_dir() == folder and len(calls) == 1  # intact: reused
     original = (folder / "model.safetensors").read_bytes()
     weights = folder / "model.safetensors"
     raw = bytearray(original)
     raw[len(raw) // 2] ^= 0x01  # one bit of one weight
     weights.write_bytes(bytes(raw))
-    loaded = enc.load_encoder("embedded")  # what training does first
+    loaded = load_encoder("embedded")  # what training does first
     err = capsys.readouterr().err
     assert "model.safetensors has changed" in err and "Converting it again" in err
     assert len(calls) == 2 and weights.read_bytes() == original
@@ -178,24 +181,24 @@ def test_changed_byte_in_the_cached_backbone_is_detected_and_reconverted(fake_co
 
 def test_truncated_backbone_is_reconverted_and_unwritable_cache_gives_the_command(fake_conversion, monkeypatch,
                                                                                    capsys):
-    enc, calls = fake_conversion
-    folder = enc.embedded_model_dir()
+    em, calls = fake_conversion
+    folder = em.embedded_model_dir()
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    assert enc.embedded_model_dir() == folder and len(calls) == 2
+    assert em.embedded_model_dir() == folder and len(calls) == 2
     assert "has changed" in capsys.readouterr().err
     weights.write_bytes(weights.read_bytes()[:100])
 
     def refuse(folder):
         raise PermissionError(errno.EACCES, "Permission denied", str(folder))
 
-    monkeypatch.setattr(enc, "convert_embedded", refuse)
+    monkeypatch.setattr(em, "convert_embedded", refuse)
     with pytest.raises(ModelError, match=r"cannot write the converted embedded backbone to .*HBT_CACHE_DIR.*rm -rf"):
-        enc.embedded_model_dir()
+        em.embedded_model_dir()
 
 
 def test_truncated_model_folder_is_a_model_error(tmp_path, tiny_encoder):
-    from lib.encoder import load_encoder
+    from lib.backbones import load_encoder
 
     folder = tiny_encoder.save(tmp_path / "m")
     weights = folder / "model.safetensors"
@@ -460,8 +463,8 @@ KILL_DURING_CHECKPOINT = """
 import os, signal, sys
 import torch
 from lib import training
-from lib.encoder import build_tiny_encoder
 from test_sampling import make_pairs
+from tiny_model import build_tiny_encoder
 torch.set_num_threads(1)
 calls = []
 real = torch.save
@@ -484,9 +487,9 @@ training.train(cfg, sys.argv[1], pairs=make_pairs(), encoder=build_tiny_encoder(
 def test_sigkill_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path):
     import torch
 
-    from lib.encoder import build_tiny_encoder
     from lib.training import TrainConfig, train
     from test_sampling import make_pairs
+    from tiny_model import build_tiny_encoder
 
     out = tmp_path / "run"
     proc = _py(KILL_DURING_CHECKPOINT.replace("sys.argv[1]", repr(str(out))), timeout=300)

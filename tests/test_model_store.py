@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from lib import model_store as MS
-from lib.encoder import build_tiny_encoder, load_encoder
+from lib.backbones import load_encoder
 from lib.errors import ModelError
 from lib.training import TrainConfig, run_name, train
 from test_sampling import make_pairs
+from tiny_model import build_tiny_encoder
 
 WORD = "embeddings.word_embeddings.weight"
 TEXTS = ["a1 a2 ?", "b3 b4 b5 .", "what is c1", "d2"]

@@ -11,7 +11,8 @@ import pytest
 
 from lib import mteb_adapter as MA
 from lib import mteb_eval as ME
-from lib.encoder import build_tiny_encoder, load_encoder
+from lib.backbones import load_encoder
+from tiny_model import build_tiny_encoder
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(
     importlib.util.find_spec("mteb") is None,

@@ -21,8 +21,10 @@ import pytest
 import torch
 
 import lib.training as T
-from lib.encoder import bf16_supported, build_tiny_encoder, load_encoder
+from lib.backbones import load_encoder
+from lib.encoder import bf16_supported
 from lib.training import DualEmbed, TrainConfig, train, train_step
+from tiny_model import build_tiny_encoder
 
 DEVICE = torch.device("cpu")
 

@@ -174,9 +174,9 @@ def fake_student(root, layers: int):
 
 
 def test_distilled_axis_uses_the_students_below_the_full_depth(tmp_path, monkeypatch):
-    from lib import encoder
+    from lib import backbones
 
-    monkeypatch.setattr(encoder, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(backbones, "CACHE_DIR", tmp_path)
     with pytest.raises(ModelError, match=r"python -m lib.distill --layers 1"):
         S.plan_models("t", "embedded", sizes=(1, 2), strategies=("cross",), depth=2, axis="distilled")
     student = fake_student(tmp_path, 1)
@@ -186,7 +186,7 @@ def test_distilled_axis_uses_the_students_below_the_full_depth(tmp_path, monkeyp
                                       "zero-shot", "cross_s0", "cross_s1"]
     small = [m for m in plan if m.layers == 1]
     assert {m.backbone for m in small} == {"distilled-L1"} and {m.num_layers for m in small} == {0}
-    assert S.backbone_depth("distilled-L1") == 1 and encoder.distilled_dir("distilled-L1") == student
+    assert S.backbone_depth("distilled-L1") == 1 and backbones.distilled_dir("distilled-L1") == student
     assert {m.arm for m in small if m.trained} == {"distilled-L1__cross"}
     with pytest.raises(ConfigError, match="size_axis"):
         S.plan_models("t", "embedded", sizes=(1,), depth=2, axis="pruned")

@@ -9,12 +9,12 @@ from lib import evaluation as E
 from lib import models
 from lib import retrieval as R
 from lib import strategies
-from lib.encoder import build_tiny_encoder
 from lib.errors import ConfigError
 from lib.sampling import BatchSampler
 from lib.training import TrainConfig, run_name, train
 from test_evaluation import tiny_set
 from test_sampling import make_pairs
+from tiny_model import build_tiny_encoder
 
 NEW = "mostly-mono"
 

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from lib.encoder import build_tiny_encoder, load_encoder
+from lib.backbones import load_encoder
 from lib.errors import ConfigError
 from lib.sampling import BatchSampler, batches_frame
 from lib.training import LOG_COLUMNS, TrainConfig, info_nce, run_name, train
 from test_sampling import make_pairs
+from tiny_model import build_tiny_encoder
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
