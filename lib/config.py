@@ -359,6 +359,12 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
         if value == "distilled" and values.get("backbone", "embedded") != "embedded" \
                 and not values.get("hub_backbones"):
             return "'size_axis' 'distilled' needs backbone 'embedded' (the students of lib.distill); use 'truncated'"
+    if key == "budget_profiles" and isinstance(value, str):
+        for name in (n.strip() for n in value.split(",") if n.strip()):
+            try:
+                resolve_profile_path(name)
+            except ConfigError as exc:
+                return f"'budget_profiles': {exc}"
     if key == "margin" and number(value) and value < 0:
         return f"'margin' is the equivalence margin and must be >= 0, got {value!r}"
     return None
