@@ -19,7 +19,7 @@ alike. Printed:
 - a training step (``--batch-size`` pairs, queries <= 64 and passages <= 96
   tokens, word embeddings frozen, AdamW): pairs/s, ratio, FLOP/s, share of
   peak, and the agreement of the loss values on the same batch and weights
-  (``lib.training.info_nce`` at temperature t against
+  (``lib.contrastive.info_nce`` at temperature t against
   ``MultipleNegativesRankingLoss`` at scale 1/t, dropout off).
 
 sentence-transformers is a benchmark-only dependency
@@ -41,12 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lib.data import load_lareqa  # noqa: E402
 from lib.backbones import load_encoder  # noqa: E402
+from lib.contrastive import DualEmbed, info_nce, prepare_params, train_step  # noqa: E402
+from lib.data import load_lareqa  # noqa: E402
 from lib.embedded_model import embedded_model_dir  # noqa: E402
 from lib.encoder import bf16_supported  # noqa: E402
 from lib.timing import hardware_bf16  # noqa: E402
-from lib.training import DualEmbed, TrainConfig, info_nce, prepare_params, train_step  # noqa: E402
+from lib.training import TrainConfig  # noqa: E402
 
 try:
     from sentence_transformers import SentenceTransformer

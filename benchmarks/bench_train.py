@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --layers 2 --steps 2 # quick look
 
 Each setting runs ``--warmup`` untimed steps, then ``--steps`` timed ones of
-``lib.training.train_step`` (tokenize, forward of queries and passages,
+``lib.contrastive.train_step`` (tokenize, forward of queries and passages,
 InfoNCE, backward, AdamW) on ``--batch-size`` pairs whose query and passage
 both fill ``--length`` tokens. The weights change between settings; only
 time is measured. Prints a table (and writes it as CSV with ``--csv``).
@@ -18,8 +18,9 @@ import pandas as pd
 import torch
 
 from lib.backbones import load_encoder
+from lib.contrastive import DualEmbed, prepare_params, train_step
 from lib.encoder import bf16_supported
-from lib.training import DualEmbed, TrainConfig, prepare_params, train_step
+from lib.training import TrainConfig
 
 SENTENCE = ("Der Fluss fließt durch die alte Stadt und 河流穿过古老的城市 while the bridge, built in 1820, "
             "still carries traffic across the valley; el puente sigue en uso. ")

@@ -73,7 +73,7 @@ def base_reference(encoder, backbone: str, num_layers: int = 0, frozen: Iterable
     """What a compact folder needs to rebuild ``encoder``'s frozen part from its backbone.
 
     ``frozen`` defaults to the parameters with ``requires_grad`` off (the
-    word embeddings under :func:`lib.training.prepare_params`). Hashing the
+    word embeddings under :func:`lib.contrastive.prepare_params`). Hashing the
     embedded backbone's 96M frozen weights takes about half a second;
     training computes this once per run.
     """

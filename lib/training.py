@@ -26,7 +26,8 @@ batches of :class:`lib.sampling.BatchSampler` and writes, into ``out_dir``:
 Optimisation: AdamW (no weight decay on biases and LayerNorm weights),
 ``transformers.get_linear_schedule_with_warmup`` (the first step runs at
 lr 0 under warm-up, as in the HF Trainer), bf16 autocast when enabled,
-embeddings and loss in float32. Validation: fixed, strategy- and
+embeddings and loss in float32; the loss, one step and the validation loss
+are :mod:`lib.contrastive`. Validation: fixed, strategy- and
 seed-independent batches from the ``split == "val"`` rows
 (:func:`lib.sampling.validation_batches`), model in eval mode, every
 ``eval_every`` steps and at the end; the untrained model's loss (step 0) is
@@ -50,7 +51,6 @@ import os
 import random
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -59,12 +59,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lib.errors import ConfigError
 from lib.paths import atomic_write
 from lib import models, strategies
+from lib.contrastive import DualEmbed, pair_texts, prepare_params, train_step, validation_loss
 from lib.sampling import BatchSampler, batches_frame, check_options, validation_batches
 
 LOG_COLUMNS = ["step", "loss", "lr", "pairs_per_s", "val_loss"]
@@ -153,35 +153,6 @@ def run_name(cfg: TrainConfig) -> str:
     return models.run_name(cfg.strategy, cfg.alpha, cfg.seed, cfg.num_layers)
 
 
-def info_nce(q: torch.Tensor, p: torch.Tensor, temperature: float,
-             labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy of each query over all passages, scores ``q @ p.T / temperature``.
-
-    The positive of query i is passage ``labels[i]`` (default: i, the
-    diagonal); every other passage is a negative.
-    """
-    if q.ndim != 2 or p.ndim != 2 or q.shape[1] != p.shape[1]:
-        raise ConfigError(f"info_nce: q {tuple(q.shape)} and p {tuple(p.shape)} must be (n, d) and (m, d)")
-    if labels is None:
-        if p.shape[0] < q.shape[0]:
-            raise ConfigError(f"info_nce: {q.shape[0]} queries but only {p.shape[0]} passages")
-        labels = torch.arange(q.shape[0], device=q.device)
-    return F.cross_entropy(q @ p.T / temperature, labels)
-
-
-class DualEmbed(torch.nn.Module):
-    """One forward for queries and passages, so DistributedDataParallel sees one call per step."""
-
-    def __init__(self, encoder):
-        super().__init__()
-        self.model = encoder.model
-        self.encoder = [encoder]  # a list keeps the encoder out of the module tree
-
-    def forward(self, queries: dict, passages: dict):
-        enc = self.encoder[0]
-        return enc.embed(queries), enc.embed(passages)
-
-
 # ---------------------------------------------------------------- run folder
 
 
@@ -244,77 +215,7 @@ def _use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     return bf16_supported()
 
 
-def _gather(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate every rank's ``x`` in rank order; the backward sums the gradients per rank."""
-    from torch.distributed.nn.functional import all_gather
-
-    with warnings.catch_warnings():  # deprecated in favour of a private API; still correct
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.cat(all_gather(x), 0)
-
-
-# ----------------------------------------------------------------- pieces
-
-
-def prepare_params(encoder, cfg: TrainConfig) -> list[dict]:
-    """Set requires_grad (word embeddings frozen or not); AdamW groups with/without decay."""
-    for p in encoder.model.parameters():
-        p.requires_grad_(True)
-    if cfg.freeze_word_embeddings:
-        encoder.model.get_input_embeddings().weight.requires_grad_(False)
-    trainable = [p for p in encoder.model.parameters() if p.requires_grad]
-    return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
-
-
-def _texts(pairs: pd.DataFrame, rows, column: str) -> list[str]:
-    return pairs[column].iloc[list(rows)].astype(str).tolist()
-
-
-@torch.no_grad()
-def validation_loss(encoder, pairs: pd.DataFrame, batches: list[tuple[int, ...]], cfg: TrainConfig,
-                    bf16: bool, device: torch.device) -> float:
-    """Mean InfoNCE per pair over fixed validation batches, model in eval mode (no dropout)."""
-    was_training = encoder.model.training
-    encoder.model.eval()
-    total, count = 0.0, 0
-    try:
-        for rows in batches:
-            q = {k: v.to(device) for k, v in encoder.tokenize(_texts(pairs, rows, "query"), "query",
-                                                               cfg.max_query_length).items()}
-            p = {k: v.to(device) for k, v in encoder.tokenize(_texts(pairs, rows, "passage"), "passage",
-                                                               cfg.max_passage_length).items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                qe, pe = encoder.embed(q), encoder.embed(p)
-            total += float(info_nce(qe.float(), pe.float(), cfg.temperature)) * len(rows)
-            count += len(rows)
-    finally:
-        encoder.model.train(was_training)
-    return total / count if count else float("nan")
-
-
-def train_step(module, encoder, queries: list[str], passages: list[str], cfg: TrainConfig, optimizer,
-               bf16: bool, device: torch.device) -> torch.Tensor:
-    """One optimizer step on a (local slice of a) batch; returns the local loss.
-
-    ``module`` is a :class:`DualEmbed` (or its DistributedDataParallel
-    wrapper); under a process group the passage embeddings of all ranks are
-    the negatives of every local query.
-    """
-    q = {k: v.to(device) for k, v in encoder.tokenize(queries, "query", cfg.max_query_length).items()}
-    p = {k: v.to(device) for k, v in encoder.tokenize(passages, "passage", cfg.max_passage_length).items()}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        qe, pe = module(q, p)
-    qe, pe = qe.float(), pe.float()
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        labels = torch.arange(len(qe), device=device) + dist.get_rank() * len(qe)
-        loss = info_nce(qe, _gather(pe), cfg.temperature, labels)
-    else:
-        loss = info_nce(qe, pe, cfg.temperature)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
+# ------------------------------------------------------------- checkpoints
 
 
 def _rng_state() -> dict:
@@ -444,7 +345,7 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
         t0 = time.perf_counter()
         rows = batches[step - 1].indices[rank * n_local:(rank + 1) * n_local]
         lr = scheduler.get_last_lr()[0]
-        loss = train_step(module, encoder, _texts(pairs, rows, "query"), _texts(pairs, rows, "passage"),
+        loss = train_step(module, encoder, pair_texts(pairs, rows, "query"), pair_texts(pairs, rows, "passage"),
                           cfg, optimizer, bf16, device)
         scheduler.step()
         shown = loss.detach()

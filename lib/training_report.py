@@ -20,7 +20,7 @@ from lib.paths import results_dir
 from lib.plots import color, empty_figure, label, ordered
 
 WHY_THEY_DIFFER = (
-    "computed in eval mode (dropout off, lib.training.validation_loss) on fixed held-out batches that are the "
+    "computed in eval mode (dropout off, lib.contrastive.validation_loss) on fixed held-out batches that are the "
     "same for every strategy and mix languages and batch kinds, while training loss is taken with dropout on, on "
     "the strategy's own batches, before each step's update")
 

@@ -5,7 +5,7 @@ The layers (docs/architecture.md draws them):
 0. foundation: errors, paths, strategies, metric_registry, integrity, results, timing-free helpers
 1. data and models: data, data_files, sentences, training_data, encoder, embedded_model, backbones, model_store, metrics, stats
 2. sampling, retrieval, timing, models (the model registry)
-3. training, distillation
+3. training (the loop and run folder; contrastive: the loss and one step), distillation
 4. evaluation and experiments: evaluation, indexes, clustering, efficiency, mlqa_retrieval, mteb_adapter, mteb_eval, scaling, scaling_stats
 5. reports and interfaces: paper, paper_tables, *_report, figures, plots, readme, explore, explore_widget, checks, notebook, config, runner
 
@@ -26,7 +26,7 @@ LAYERS = {
     1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "embedded_model", "backbones",
         "model_store", "metrics", "stats"},
     2: {"sampling", "retrieval", "timing", "models"},
-    3: {"training", "distill"},
+    3: {"training", "contrastive", "distill"},
     4: {"evaluation", "indexes", "clustering", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling", "scaling_stats"},
     5: {"paper", "paper_tables", "alpha_axis", "budget_axis", "checkpoints", "plots", "figures", "readme", "explore", "explore_widget", "checks", "notebook", "config", "runner"},
 }

@@ -115,7 +115,7 @@ PASSAGES = ["b2 b1 .", "c4 c3 .", "a7 a6 a5 .", "b8 ."]
 
 def _grad_step(queries, passages):
     """One train_step (DDP-wrapped under a process group) with a recording optimizer; (loss, grads)."""
-    from lib.training import DualEmbed, prepare_params, train_step
+    from lib.contrastive import DualEmbed, prepare_params, train_step
 
     enc = no_dropout_encoder()
     cfg = config()

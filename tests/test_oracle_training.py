@@ -22,8 +22,9 @@ import torch
 
 import lib.training as T
 from lib.backbones import load_encoder
+from lib.contrastive import DualEmbed, prepare_params, train_step
 from lib.encoder import bf16_supported
-from lib.training import DualEmbed, TrainConfig, train, train_step
+from lib.training import TrainConfig, train
 from tiny_model import build_tiny_encoder
 
 DEVICE = torch.device("cpu")
@@ -106,7 +107,7 @@ def test_train_step_loss_and_gradients_equal_independently_embedded_pairs():
     passages = ["b2 b1 .", "a5 a4 a3 .", "a6 .", "c0 c9 c8 c7 ."]
     cfg = cfg_for(max_query_length=16, max_passage_length=16)
     enc.model.train()
-    T.prepare_params(enc, cfg)
+    prepare_params(enc, cfg)
     rec = Recorder(enc.model)
     loss = train_step(DualEmbed(enc), enc, queries, passages, cfg, rec, False, DEVICE)
     assert rec.zeroed and all(p.grad is None for p in enc.model.parameters())
@@ -150,7 +151,7 @@ def test_training_lowers_the_validation_loss(tmp_path):
 def test_model_folder_holds_the_weights_of_best_step(tmp_path, monkeypatch):
     """Validation losses are scripted so the best step (2) is neither the first nor the last."""
     scripted = iter([5.0, 4.0, 1.0, 3.0, 2.0, 6.0, 7.0])  # steps 0..6
-    monkeypatch.setattr(T, "validation_loss", lambda *a, **k: next(scripted))
+    monkeypatch.setattr(T, "validation_loss", lambda *a, **k: next(scripted))  # the name train() calls
     enc = build_tiny_encoder(seed=0)
     snapshots = {}
     out = train(cfg_for(), tmp_path / "run", pairs=learnable_pairs(), encoder=enc, progress=False,
@@ -199,7 +200,7 @@ def test_schedule_and_weight_decay_groups(tmp_path, monkeypatch, freeze):
             ({names[id(p)] for p in g["params"]}, g["weight_decay"], g["lr"]) for g in optimizer.param_groups]})
         return original(module, encoder, queries, passages, cfg_, optimizer, bf16, device)
 
-    monkeypatch.setattr(T, "train_step", spy)
+    monkeypatch.setattr(T, "train_step", spy)  # the name train() calls (imported from lib.contrastive)
     enc = build_tiny_encoder(seed=0)
     out = train(cfg, tmp_path / "run", pairs=learnable_pairs(), encoder=enc, progress=False)
     log = pd.read_csv(out / "train_log.csv").set_index("step")

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from lib.backbones import load_encoder
+from lib.contrastive import info_nce
 from lib.errors import ConfigError
 from lib.sampling import BatchSampler, batches_frame
-from lib.training import LOG_COLUMNS, TrainConfig, info_nce, run_name, train
+from lib.training import LOG_COLUMNS, TrainConfig, run_name, train
 from test_sampling import make_pairs
 from tiny_model import build_tiny_encoder
 
