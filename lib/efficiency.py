@@ -1,7 +1,7 @@
 """Inference efficiency of a model's embedding space (study question 1).
 
 The encoder is the same network whatever the training strategy, so the cost
-of encoding a text is the same by construction; :func:`encoding_costs`
+of encoding a text is the same by construction; :mod:`lib.encoding_cost`
 measures it (throughput, peak memory, fp32 vs bf16) to show it. What can
 differ is how cheaply each model's embedding space can be *searched* at a
 given quality. :func:`sweep_models` builds faiss indexes over each model's
@@ -24,14 +24,19 @@ language; purity and entropy of language per cell, against shuffled labels).
 :func:`measure_all` runs everything for several models in one process with
 fixed thread counts (:func:`set_threads`), the models interleaved in every
 timing so that a change in machine load hits all alike, and upserts flat
-rows ``model, strategy, dataset, index, param, value_name, value`` into
-``results/<profile>/efficiency.csv`` (:func:`write_rows`, by ``(model,
-dataset)``). The tables, figures and the computed conclusion of notebook
-06 are in :mod:`lib.efficiency_report`; timing helpers in :mod:`lib.timing`.
+rows ``model, strategy, alpha, seed, dataset, index, param, value_name,
+value`` into ``results/<profile>/efficiency.csv`` (:func:`write_rows`, by
+``(model, dataset)``): one set of rows per model, every seed its own model
+(``alpha`` and ``seed`` as :class:`lib.models.ModelSpec` has them; NaN for
+zero-shot). The tables (per arm: the mean over seeds with the seed spread),
+figures and the computed conclusion of notebook 06 are in
+:mod:`lib.efficiency_report`; timing helpers in :mod:`lib.timing`.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +47,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lib import strategies as registry
 from lib.clustering import language_clustering
+from lib.encoding_cost import e2e_latencies, encoding_costs, time_end_to_end
 from lib.errors import ConfigError
 from lib.indexes import (DUREADER_METRICS, FAMILIES, IndexSpec, build_index, check_spec, default_specs, index_size, labelled_metrics,
                          overlap_at_k, set_knob, time_batch, time_single, truncate)
-from lib.models import ZERO_SHOT, default_runs, describe_model, trained_models, zero_shot_model
+from lib.models import ZERO_SHOT, describe_model, trained_from, trained_models, zero_shot_model
 from lib.paths import results_dir
 from lib.results import upsert_csv
-from lib.timing import encode_pass, hardware_bf16, precision, set_threads, spread, warm_up
+from lib.timing import set_threads, spread
 
-COLUMNS = ["model", "strategy", "dataset", "index", "param", "value_name", "value"]
+COLUMNS = ["model", "strategy", "alpha", "seed", "dataset", "index", "param", "value_name", "value"]
 OVERLAP = "overlap_at_10"
 
 
@@ -163,29 +170,6 @@ def _e2e_plan(embeddings: dict, encoders: dict | None, query_texts: Sequence[str
     return [str(query_texts[i]) for i in lat[:n_e2e]]
 
 
-def time_end_to_end(targets: dict[str, tuple[object, faiss.Index]], texts: Sequence[str], *, dim: int = 0,
-                    k: int = 10, max_length: int = 128, warmup: int = 2) -> tuple[dict[str, np.ndarray], ...]:
-    """Single-question serving time for each ``name -> (encoder, index)``: encode one question (truncated
-    to ``dim`` when set), then search; questions in turn, models interleaved, after ``warmup`` untimed
-    questions. Returns (seconds encoding, seconds in all) per model, one value per question."""
-    texts = list(texts)
-    kw = dict(batch_size=1, max_length=max_length, progress=False)
-    for enc, index in targets.values():
-        for text in texts[:warmup]:
-            vec = enc.encode([text], "query", **kw)
-            index.search(truncate(vec, dim) if dim else vec, min(k, index.ntotal))
-    encode_s = {m: np.empty(len(texts)) for m in targets}
-    total_s = {m: np.empty(len(texts)) for m in targets}
-    for i, text in enumerate(texts):
-        for m, (enc, index) in targets.items():
-            t0 = time.perf_counter()
-            vec = enc.encode([text], "query", **kw)
-            t1 = time.perf_counter()
-            index.search(truncate(vec, dim) if dim else vec, min(k, index.ntotal))
-            encode_s[m][i], total_s[m][i] = t1 - t0, time.perf_counter() - t0
-    return encode_s, total_s
-
-
 def sweep(queries: np.ndarray, docs: np.ndarray, qids: Sequence[str], doc_ids: Sequence[str],
           qrels: pd.DataFrame, specs: Sequence[IndexSpec], **kwargs) -> pd.DataFrame:
     """:func:`sweep_models` for one model's embeddings: rows ``index, param, value_name, value``."""
@@ -194,92 +178,52 @@ def sweep(queries: np.ndarray, docs: np.ndarray, qids: Sequence[str], doc_ids: S
 
 
 # --------------------------------------------------------------------------
-# Encoding cost
-
-
-def encoding_costs(encoders: dict[str, object], texts: Sequence[str], *, role: str = "passage",
-                   max_length: int = 256, batch_size: int = 32, repeats: int = 3,
-                   precisions: Sequence[str] | None = None) -> pd.DataFrame:
-    """Encode ``texts`` with every encoder, ``repeats`` times per precision, models interleaved in each
-    repeat and the order rotated from repeat to repeat (after one untimed warm-up pass per precision: the
-    models share their architecture, so the kernels it prepares serve all); rows ``model,
-    index="encoder", param, value_name, value``.
-
-    Values: ``texts_per_s`` (median, p5, p95 over repeats), ``tokens_per_s``,
-    ``peak_rss_mib`` (highest peak memory above the start of a pass),
-    ``n_params``, and for bf16 the mean cosine to the fp32 embeddings.
-    """
-    texts = list(texts)
-    if not texts or repeats < 1:
-        raise ConfigError(f"encoding cost needs texts (got {len(texts)}) and repeats >= 1 (got {repeats})")
-    precisions = list(precisions or (["fp32", "bf16"] if hardware_bf16() else ["fp32"]))
-    kw = dict(batch_size=batch_size, max_length=max_length)
-    rows, fp32 = [], {}
-    for mode in precisions:
-        param = f"precision={mode},max_length={max_length},batch={batch_size}"
-        with precision(mode):
-            warm_up(next(iter(encoders.values())), texts, role, **kw)  # kernels for these shapes
-            embs, times = {}, {m: [] for m in encoders}
-            peaks = dict.fromkeys(encoders, 0.0)
-            names = list(encoders)
-            for r in range(repeats):
-                for m in names[r % len(names):] + names[:r % len(names)]:  # each repeat starts with another model
-                    embs[m], seconds, mib = encode_pass(encoders[m], texts, role, memory=True, **kw)
-                    times[m].append(seconds)
-                    peaks[m] = max(peaks[m], mib)
-        for m, enc in encoders.items():
-            n_tokens = sum(len(x) for x in enc.tokenizer([enc.prefix(role) + t for t in texts], truncation=True,
-                                                         max_length=max_length)["input_ids"])
-            values = {**spread(len(texts) / np.asarray(times[m]), "texts_per_s"),
-                      "tokens_per_s": n_tokens / float(np.median(times[m])), "peak_rss_mib": peaks[m],
-                      "n_params": float(sum(p.numel() for p in enc.model.parameters())),
-                      "n_texts": float(len(texts)), "n_tokens": float(n_tokens)}
-            if mode == "fp32":
-                fp32[m] = embs[m]
-            elif m in fp32:
-                values["cosine_vs_fp32"] = float(np.mean(np.sum(embs[m] * fp32[m], axis=1)))
-            rows += [(m, "encoder", param, name, float(v)) for name, v in values.items()]
-    return _frame(rows, model=True)
-
-
-def encoding_cost(encoder, texts: Sequence[str], **kwargs) -> pd.DataFrame:
-    """:func:`encoding_costs` of one encoder: rows ``index, param, value_name, value``."""
-    return encoding_costs({"": encoder}, texts, **kwargs).drop(columns="model")
-
-
-def e2e_latencies(targets: dict[str, tuple[object, faiss.Index]], texts: Sequence[str], *, k: int = 10,
-                  max_length: int = 128, warmup: int = 5) -> pd.DataFrame:
-    """Single-query end-to-end latency for each ``name -> (encoder, index)``: encode one question, then
-    search; questions in turn, models interleaved. Rows ``model, index="exact", param, value_name, value``
-    with ``query_encode_ms_*`` (encoding alone) and ``e2e_latency_ms_*`` (p5 / p50 / p95 over questions)."""
-    enc_s, total_s = time_end_to_end(targets, texts, k=k, max_length=max_length, warmup=warmup)
-    rows = []
-    for m, (_, index) in targets.items():
-        values = {**spread(enc_s[m], "query_encode_ms", 1e3), **spread(total_s[m], "e2e_latency_ms", 1e3)}
-        rows += [(m, "exact", f"dim={index.d},max_length={max_length}", n, float(v)) for n, v in values.items()]
-    return _frame(rows, model=True)
-
-
-# --------------------------------------------------------------------------
 # Results file
 
 
-def tag_rows(frame: pd.DataFrame, model: str, strategy: str, dataset: str) -> pd.DataFrame:
-    """Prefix ``index, param, value_name, value`` rows with the model, strategy and dataset columns."""
-    out = frame.copy()
-    out.insert(0, "dataset", dataset)
-    out.insert(0, "strategy", strategy)
-    out.insert(0, "model", model)
+def tag_rows(frame: pd.DataFrame, model: str, strategy: str, dataset: str, alpha: float = math.nan,
+             seed: float = math.nan) -> pd.DataFrame:
+    """Prefix ``index, param, value_name, value`` rows with the model's identity and the dataset."""
+    out = frame.assign(model=model, strategy=strategy, alpha=float(alpha), seed=float(seed), dataset=dataset)
     return out[COLUMNS]
+
+
+def name_identity(model: str, strategy: str) -> tuple[float, float]:
+    """(alpha, seed) read back from a run name of :func:`lib.models.run_name` (``hybrid_a0.25_s1_L2``,
+    ``mono_s0``): for files written before the CSV carried them. NaN for zero-shot and unknown names."""
+    if strategy not in registry.trained_names():
+        return math.nan, math.nan
+    found = re.search(r"(?:_a(\d+(?:\.\d+)?))?_s(\d+)(?:_L\d+)?$", str(model))
+    if not found:
+        return math.nan, math.nan
+    alpha = registry.mono_share(strategy, float(found.group(1) or 0.5))
+    return alpha, float(found.group(2))
+
+
+def identified(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with ``alpha`` and ``seed`` columns (read from the model names where the file had none)."""
+    if {"alpha", "seed"} <= set(rows.columns):
+        return rows
+    pairs = rows[["model", "strategy"]].drop_duplicates()
+    known = {(m, s): name_identity(m, s) for m, s in zip(pairs["model"], pairs["strategy"])}
+    ids = [known[(m, s)] for m, s in zip(rows["model"], rows["strategy"])]
+    return rows.assign(alpha=[a for a, _ in ids], seed=[s for _, s in ids])
 
 
 def write_rows(rows: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
     """Upsert ``rows`` into the CSV at ``path``: every (model, dataset) present in ``rows`` replaces
-    the file's rows for that pair. Written atomically; returns the whole table."""
+    the file's rows for that pair (a file without ``alpha`` / ``seed`` gets them from its model names).
+    Written atomically; returns the whole table."""
     missing = [c for c in COLUMNS if c not in rows.columns]
     if missing:
         raise ConfigError(f"write_rows: rows lack column(s) {missing}; expected exactly {COLUMNS}")
-    return upsert_csv(path, rows[COLUMNS], keys=["model", "dataset"], dtype={"param": str}, fill={"param": ""})
+    path = Path(path)
+    old = None
+    if path.is_file():
+        old = pd.read_csv(path, dtype={"param": str}).fillna({"param": ""})
+        if not {"alpha", "seed"} & set(old.columns):
+            old = identified(old)[COLUMNS]
+    return upsert_csv(path, rows[COLUMNS], keys=["model", "dataset"], old=old)
 
 
 def efficiency_path(profile: str) -> Path:
@@ -293,21 +237,23 @@ def efficiency_path(profile: str) -> Path:
 def find_models(profile: str, backbone: str = "embedded", num_layers: int = 0, models: str = "") -> list:
     """The models to compare, as ``lib.models.ModelSpec`` (same names and fingerprints as metrics.csv).
 
-    ``models=""``: the zero-shot backbone plus the seed-0 run of each
-    strategy under ``results/<profile>/models/`` (hybrid: the alpha closest
-    to 0.5); otherwise a comma-separated list of run names and/or ``zero-shot``.
+    ``models=""``: the zero-shot backbone plus every finished run under
+    ``results/<profile>/models/`` trained from ``backbone`` cut to
+    ``num_layers`` (all seeds of every strategy, every hybrid alpha), in
+    display order (strategy, alpha, seed); otherwise a comma-separated list
+    of run names and/or ``zero-shot``.
     """
     zero = zero_shot_model(backbone, num_layers)
-    runs = [describe_model(str(p)) for p in trained_models(profile)]
     if not models.strip():
-        return [zero] + default_runs(runs)
-    by_name = {r.name: r for r in runs}
+        runs = [describe_model(str(p)) for p in trained_models(profile) if trained_from(p, backbone, num_layers)]
+        return [zero] + sorted(runs, key=lambda r: (registry.order_key(r.strategy), r.alpha, r.seed, r.name))
+    by_name = {p.name: p for p in trained_models(profile)}
     out = []
     for name in (n.strip() for n in models.split(",") if n.strip()):
         if name in (ZERO_SHOT, zero.name):
             out.append(zero)
         elif name in by_name:
-            out.append(by_name[name])
+            out.append(describe_model(str(by_name[name])))
         else:
             raise ConfigError(f"models: {name!r} is neither '{ZERO_SHOT}' nor a finished run under "
                               f"{results_dir(profile) / 'models'} (found: {sorted(by_name) or 'none'})")
@@ -362,9 +308,10 @@ def embed_workload(spec, encoder, wl: Workload, profile: str) -> tuple[np.ndarra
     return q, d
 
 
-def _tag(frame: pd.DataFrame, strategies: dict[str, str], dataset: str) -> pd.DataFrame:
-    """Rows with a ``model`` column -> :data:`COLUMNS` (strategy looked up, dataset set)."""
-    out = frame.assign(strategy=frame["model"].map(strategies), dataset=dataset)
+def _tag(frame: pd.DataFrame, identity: dict[str, tuple], dataset: str) -> pd.DataFrame:
+    """Rows with a ``model`` column -> :data:`COLUMNS` (strategy, alpha and seed looked up, dataset set)."""
+    who = frame["model"].map(identity)
+    out = frame.assign(strategy=who.str[0], alpha=who.str[1], seed=who.str[2], dataset=dataset)
     return out[COLUMNS]
 
 
@@ -388,7 +335,8 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
     if not specs or not workloads:
         raise ConfigError("measure_all needs at least one model and one workload")
     threads_used = set_threads(threads)
-    strategies = {s.name: s.strategy for s in specs}
+    identity = {s.name: (s.strategy, float(getattr(s, "alpha", math.nan)), float(getattr(s, "seed", math.nan)))
+                for s in specs}
     first = workloads[0]
     facts = {(s.name, w.dataset): {} for s in specs for w in workloads}
 
@@ -403,7 +351,7 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
         facts[(s.name, first.dataset)]["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     parts = [_tag(encoding_costs(encoders, cost_texts, max_length=first.doc_max_length, batch_size=cost_batch_size,
-                                 repeats=repeats), strategies, first.dataset)]
+                                 repeats=repeats), identity, first.dataset)]
     shared("encoding_cost_s", first.dataset, t0)
     for wl in workloads:
         embs = {}
@@ -423,7 +371,7 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
                             encoders=encoders, query_texts=wl.rset.queries["text"].to_numpy()[pick].tolist(),
                             n_e2e=n_e2e_points, query_max_length=wl.query_max_length)
         shared("sweep_s", wl.dataset, t0)
-        parts.append(_tag(rows, strategies, wl.dataset))
+        parts.append(_tag(rows, identity, wl.dataset))
         if wl.clustering:
             for m, (_, d) in embs.items():
                 t0 = time.perf_counter()
@@ -431,7 +379,7 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
                 facts[(m, wl.dataset)]["clustering_s"] = time.perf_counter() - t0
                 cl = _frame([(m, "clustering", f"nlist={int(stats['nlist'])}", k, v) for k, v in stats.items()],
                             model=True)
-                parts.append(_tag(cl, strategies, wl.dataset))
+                parts.append(_tag(cl, identity, wl.dataset))
         if wl is first and n_e2e:
             t0 = time.perf_counter()
             targets = {}
@@ -439,13 +387,13 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
                 targets[m] = (encoders[m], faiss.IndexFlatIP(dim))
                 targets[m][1].add(d)
             texts = wl.rset.queries["text"].sample(min(n_e2e, len(wl.rset.queries)), random_state=seed).tolist()
-            parts.append(_tag(e2e_latencies(targets, texts, max_length=wl.query_max_length), strategies, wl.dataset))
+            parts.append(_tag(e2e_latencies(targets, texts, max_length=wl.query_max_length), identity, wl.dataset))
             shared("e2e_s", wl.dataset, t0)
         n_judged = int(pd.Series(qids).isin(set(wl.rset.qrels["qid"])).sum())
         for s in specs:
             facts[(s.name, wl.dataset)].update({**threads_used, "n_queries": len(pick), "n_docs": n_docs, "dim": dim,
                                                 "n_labelled_queries": n_judged})
-    parts.append(pd.DataFrame([(m, strategies[m], d, "facts", "", k, float(v)) for (m, d), f in facts.items()
+    parts.append(pd.DataFrame([(m, *identity[m], d, "facts", "", k, float(v)) for (m, d), f in facts.items()
                                for k, v in f.items()], columns=COLUMNS))
     rows = pd.concat(parts, ignore_index=True)
     write_rows(rows, out_csv)

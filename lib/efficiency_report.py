@@ -1,189 +1,28 @@
-"""Tables, figures and the computed answer of notebook 06 (study question 1),
-all read from the flat rows of ``results/<profile>/efficiency.csv`` that
-:func:`lib.efficiency.measure_all` writes.
+"""Figures of notebook 06 (study question 1), drawn from the rows of ``results/<profile>/efficiency.csv``
+(its tables and computed conclusion: :mod:`lib.efficiency_tables_report`).
 
-- :func:`points` turns the rows of one dataset into one row per sweep point
-  (model, index family, parameter) with the measured values as columns;
-- :func:`pareto_front` / :func:`cheapest_at`: the quality-versus-cost
-  fronts and the cheapest point reaching a quality;
-- ``*_table``: the notebook's tables; ``figure_*``: its figures;
-- :func:`conclusion`: the answer as markdown, every number read from the rows.
+Every figure shows arms (a strategy at one alpha; :mod:`lib.efficiency_tables_report`), so several seeds stay
+readable: an arm's line or bar is the mean over its seeds, with the spread over seeds drawn beside it
+(a band, thin per-seed lines or min-max bars and dots). Colours, labels and order come from
+:mod:`lib.strategies` through :mod:`lib.plots`; two arms of one strategy (hybrid at two alphas) get two
+shades and two line styles of its colour, so they never look like one.
 """
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
-from lib import metric_registry, strategies
+from lib import plots
 from lib.efficiency import OVERLAP
-from lib.indexes import FAMILIES
-from lib.models import ZERO_SHOT
-
-# --------------------------------------------------------------------------
-# Points and fronts
-
-
-def wide(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, strategy, dataset, index, param), one column per value_name."""
-    keys = ["model", "strategy", "dataset", "index", "param"]
-    out = rows.pivot_table(index=keys, columns="value_name", values="value", aggfunc="first")
-    return out.reset_index().rename_axis(columns=None)
-
-
-def pareto_front(points: pd.DataFrame, cost: str, quality: str) -> pd.DataFrame:
-    """The points no other point beats on both axes (lower ``cost``, higher ``quality``), by cost."""
-    pts = points.dropna(subset=[cost, quality]).sort_values([cost, quality], ascending=[True, False])
-    best, keep = -np.inf, []
-    for idx, q in zip(pts.index, pts[quality]):
-        if q > best:
-            keep.append(idx)
-            best = q
-    return pts.loc[keep]
-
-
-def cheapest_at(points: pd.DataFrame, quality: str, threshold: float, cost: str) -> pd.DataFrame:
-    """Per model, the cheapest point (by ``cost``) whose ``quality`` reaches ``threshold``."""
-    ok = points[points[quality] >= threshold].sort_values(cost)
-    return ok.groupby("model", sort=False).head(1).set_index("model")
-
-
-# --------------------------------------------------------------------------
-# Tables
-
-
-def _param_key(param: str) -> tuple:
-    """Sort key of a ``param`` text: its numbers in order ("nlist=431,nprobe=16" -> (431, 16))."""
-    nums = tuple(float(x) for x in re.findall(r"=(\d+(?:\.\d+)?)", param))
-    return nums or (0.0,)
-
-
-def points(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """The sweep points of one dataset, one row per (model, index, param), values as columns,
-    ordered by model (as in ``rows``), index family and the numbers of ``param``."""
-    sub = rows[(rows["dataset"] == dataset) & rows["index"].isin(FAMILIES)
-               & ~rows["value_name"].str.startswith(("e2e_", "query_encode_"))]
-    if sub.empty:
-        return pd.DataFrame(columns=["model", "strategy", "dataset", "index", "param"])
-    pts = wide(sub)
-    order = {m: i for i, m in enumerate(_model_order(rows))}
-    key = pts.apply(lambda r: (order[r["model"]], FAMILIES.index(r["index"]), _param_key(r["param"])), axis=1)
-    return pts.iloc[np.argsort(key.to_numpy())].reset_index(drop=True)
-
-
-def _model_order(rows: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(rows["model"]))
-
-
-def encoding_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per model: encoding throughput (median, p5, p95 over repeats) and peak memory for each precision,
-    parameter count, and single-query encoding / end-to-end latency."""
-    enc = rows[rows["index"] == "encoder"].copy()
-    enc["precision"] = enc["param"].str.extract(r"precision=(\w+)", expand=False)
-    table = enc.pivot_table(index="model", columns=["precision", "value_name"], values="value", sort=False)
-    out = pd.DataFrame(index=_model_order(enc))
-    for p in dict.fromkeys(enc["precision"]):
-        out[f"{p} texts/s"] = table[(p, "texts_per_s_p50")]
-        out[f"{p} texts/s p5"] = table[(p, "texts_per_s_p5")]
-        out[f"{p} texts/s p95"] = table[(p, "texts_per_s_p95")]
-        out[f"{p} peak MiB"] = table[(p, "peak_rss_mib")]
-        if (p, "cosine_vs_fp32") in table:
-            out[f"{p} cosine vs fp32"] = table[(p, "cosine_vs_fp32")]
-    out["params (M)"] = table.xs("n_params", axis=1, level=1).iloc[:, 0] / 1e6
-    e2e = rows[rows["value_name"].isin(["query_encode_ms_p50", "e2e_latency_ms_p50"])]
-    e2e = e2e.pivot_table(index="model", columns="value_name", values="value")
-    for name, label in (("query_encode_ms_p50", "query encode ms"), ("e2e_latency_ms_p50", "end-to-end ms")):
-        if name in e2e:
-            out[label] = e2e[name]
-    return out.rename_axis("model")
-
-
-def exact_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and model: the exact index's labelled metrics, latency and throughput."""
-    ex = rows[(rows["index"] == "exact") & ~rows["value_name"].str.startswith(("e2e_", "query_encode_"))]
-    keep = [*metric_registry.family("dureader"), *metric_registry.family("pool"), "latency_ms_p50", "batch_qps_p50", "bytes_per_vector"]
-    table = ex[ex["value_name"].isin(keep)].pivot_table(index=["dataset", "model"], columns="value_name",
-                                                         values="value", sort=False)
-    return table[[c for c in dict.fromkeys(keep) if c in table.columns]].rename_axis(columns=None)
-
-
-def knob_table(rows: pd.DataFrame, dataset: str, value: str = OVERLAP) -> pd.DataFrame:
-    """``value`` at every sweep point (rows: index, param) for every model (columns)."""
-    pts = points(rows, dataset)
-    if value not in pts:
-        return pd.DataFrame()
-    table = pts.pivot_table(index=["index", "param"], columns="model", values=value, sort=False)
-    return table[[m for m in _model_order(rows) if m in table.columns]].rename_axis(columns=None)
-
-
-def cheapest_table(rows: pd.DataFrame, dataset: str, thresholds: Sequence[float] = (0.9, 0.95, 0.99),
-                   cost: str = "latency_ms_p50", quality: str = OVERLAP) -> pd.DataFrame:
-    """Per model and threshold, the cheapest approximate point (by ``cost``) reaching ``quality``."""
-    pts = points(rows, dataset)
-    pts = pts[pts["index"] != "exact"]
-    out = []
-    for t in thresholds:
-        best = cheapest_at(pts, quality, t, cost)
-        for model in dict.fromkeys(pts["model"]):
-            b = best.loc[model] if model in best.index else None
-            out.append((model, t, "none", "", np.nan, np.nan, np.nan) if b is None else
-                       (model, t, b["index"], b["param"], b[cost], b[quality], b["bytes_per_vector"]))
-    return pd.DataFrame(out, columns=["model", f"{quality} >=", "index", "param", cost, quality,
-                                      "bytes_per_vector"]).set_index(["model", f"{quality} >="])
-
-
-def clustering_table(rows: pd.DataFrame, dataset: str = "xquad_r", n_probes: int = 3) -> pd.DataFrame:
-    """Per model: the language-clustering statistics of the pool, beside IVF's overlap@10 there at the
-    ``n_probes`` smallest nprobe values."""
-    cl = rows[(rows["dataset"] == dataset) & (rows["index"] == "clustering")]
-    if cl.empty:
-        return pd.DataFrame()
-    table = cl.pivot_table(index="model", columns="value_name", values="value", sort=False)
-    cols = ["silhouette", "cells_dom50", "cells_dom80", "purity", "purity_shuffled", "cell_entropy",
-            "cell_entropy_shuffled", "nlist"]
-    table = table[[c for c in cols if c in table.columns]].rename_axis(columns=None)
-    knobs = knob_table(rows, dataset)
-    if "ivf" in knobs.index.get_level_values(0):
-        ivf = knobs.loc["ivf"]
-        for param in ivf.index[:n_probes]:
-            table[f"IVF overlap {param.split(',')[-1]}"] = ivf.loc[param].reindex(table.index)
-    return table
-
-
-def difference_table(rows: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
-    """For each pair of strategies (hybrid vs mono / cross; each trained one vs zero-shot) and dataset:
-    the mean and largest difference in overlap@10 at identical index settings, and how many points
-    differ by more than two standard errors."""
-    by = _strategy_models(rows)
-    trained = [s for s in strategies.trained_names() if s in by]
-    pairs = [(a, b) for a, b in (("hybrid", "mono"), ("hybrid", "cross"), ("mono", "cross")) if a in by and b in by]
-    pairs += [(a, b) for i, a in enumerate(trained) for b in trained[:i] if a not in ("mono", "cross", "hybrid")]
-    pairs += [(a, ZERO_SHOT) for a in trained if ZERO_SHOT in by]
-    out = []
-    for a, b in pairs:
-        for dataset in datasets:
-            diff = point_differences(rows, dataset, by[a], by[b])
-            if diff.empty:
-                continue
-            worst = diff["diff"].abs().idxmax()
-            out.append({"pair": f"{a} - {b}", "dataset": dataset, "points": len(diff),
-                        "mean diff": diff["diff"].mean(), "largest diff": diff.loc[worst, "diff"],
-                        "at": f"{worst[0]} {worst[1]}", "beyond 2 SE": int(diff["beyond_noise"].sum())})
-    return pd.DataFrame(out)
-
-
-def stage_seconds(rows: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per stage (load, encoding cost, embedding, sweep...) per model and dataset."""
-    facts = rows[(rows["index"] == "facts") & rows["value_name"].str.endswith("_s")]
-    return facts.pivot_table(index=["model", "dataset"], columns="value_name", values="value",
-                             sort=False).rename_axis(columns=None)
-
-
-# --------------------------------------------------------------------------
-# Figures (colours, order and labels of the models' strategies from lib.strategies)
+from lib.efficiency_tables_report import (arm_order, arm_points, clustering_table, encoding_table, models,
+                                          pareto_front, points)
 
 MARKERS = {"exact": "*", "ivf": "o", "hnsw": "^", "pq": "s", "sq": "D", "trunc": "v"}
 FAMILY_LABELS = {"exact": "exact (flat)", "ivf": "IVF-Flat (nprobe sweep)", "hnsw": "HNSW (efSearch sweep)",
@@ -201,118 +40,87 @@ DATASET_LABELS = {"xquad_r": "XQuAD-R (11-language pool)", "dureader_demo": "DuR
                   "dureader_hub": "DuRetrieval (C-MTEB)"}
 SHORT = {"latency_ms_p50": "latency", "bytes_per_vector": "memory", "batch_qps_p50": "throughput",
          OVERLAP: "overlap@10", "recall_at_10": "recall@10", "ndcg_at_10": "nDCG@10"}
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def axis_label(name: str) -> str:
     return AXIS_LABELS.get(name, name.replace("_", " "))
 
 
-def _models(rows: pd.DataFrame) -> list[tuple[str, str]]:
-    """(model, strategy) in the registry's display order of the strategies."""
-    pairs = rows[["model", "strategy"]].drop_duplicates()
-    pairs = pairs.assign(key=pairs["strategy"].map(strategies.order_key)).sort_values(["key", "model"], kind="stable")
-    return list(zip(pairs["model"], pairs["strategy"]))
+# --------------------------------------------------------------------------
+# Arm styles
 
 
-def _model_label(model: str, strategy: str) -> str:
-    return f"{strategies.label(strategy)} ({model})" if model != strategy else strategies.label(strategy)
-
-
-def _colours(rows: pd.DataFrame) -> dict[str, str]:
-    """Model -> colour: the strategy's colour; a second model of one strategy gets a shade of it."""
+def arm_styles(arms: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Arm -> (colour, line style): the strategy's colour; the k-th arm of one strategy (another alpha)
+    a darker shade of it and the k-th line style."""
     out, seen = {}, {}
-    for model, strategy in _models(rows):
-        k = seen.setdefault(strategy, 0)
-        base = strategies.color(strategy)
-        out[model] = base if k == 0 else plt.matplotlib.colors.to_hex(
-            np.clip(np.array(plt.matplotlib.colors.to_rgb(base)) * (1 - 0.25 * k), 0, 1))
-        seen[strategy] = k + 1
+    for arm in plots.ordered(arms):
+        base = plots.strategy_of(arm)
+        k = seen.get(base, 0)
+        rgb = np.clip(np.array(to_rgb(plots.color(arm))) * (1 - 0.3 * k), 0, 1)
+        out[arm] = (to_hex(rgb), LINESTYLES[k % len(LINESTYLES)])
+        seen[base] = k + 1
     return out
 
 
-def plot_pareto(pts: pd.DataFrame, cost: str, quality: str, ax, log_cost: bool = True,
-                colours: dict | None = None) -> None:
-    """Every point (marker = index family) and each model's Pareto front (line), colour = strategy."""
-    from matplotlib.ticker import NullFormatter
-
-    colours = colours or _colours(pts)
-    for model, grp in pts.groupby("model", sort=False):
-        colour = colours.get(model, "0.3")
-        for family, fam in grp.groupby("index"):
-            ax.scatter(fam[cost], fam[quality], marker=MARKERS.get(family, "x"), color=colour, alpha=0.45, s=22)
-        front = pareto_front(grp, cost, quality)
-        ax.plot(front[cost], front[quality], "-", color=colour, lw=1.4)
-    if log_cost:
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(axis_label(cost))
-    ax.set_ylabel(axis_label(quality))
-    ax.grid(alpha=0.3)
+def arm_label(arm: str, n_seeds: int) -> str:
+    """The arm's display label with its number of seeds."""
+    return f"{plots.label(arm)} ({n_seeds} seed{'s' if n_seeds != 1 else ''})"
 
 
-def plot_knob(pts: pd.DataFrame, family: str, quality: str, ax, colours: dict | None = None) -> None:
-    """Quality against the swept search parameter (nprobe / efSearch) of one family, one line per model,
-    with 95% intervals (±1.96 standard errors over the queries) where the rows carry them."""
-    sub = pts[pts["index"] == family].copy()
-    if sub.empty:
-        ax.set_visible(False)
-        return
-    colours = colours or _colours(pts)
-    sub["knob"] = sub["param"].str.rsplit("=", n=1).str[-1].astype(float)
-    models = list(dict.fromkeys(sub["model"]))
-    for i, (model, grp) in enumerate(sub.groupby("model", sort=False)):
-        grp = grp.sort_values("knob")
-        se = grp.get(f"{quality}_se")
-        dodge = 2 ** (0.04 * (i - (len(models) - 1) / 2))  # side by side on the log axis
-        ax.errorbar(grp["knob"] * dodge, grp[quality], yerr=None if se is None else 1.96 * se, fmt="o-",
-                    color=colours.get(model, "0.3"), ms=3, capsize=2, lw=1.2,
-                    label=_model_label(model, grp["strategy"].iloc[0]))
-    knob = sub["param"].iloc[0].rsplit(",", 1)[-1].split("=")[0]
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel(f"{knob} (log scale)")
-    ax.set_ylabel(axis_label(quality))
-    ax.grid(alpha=0.3)
+def _seeds(rows: pd.DataFrame) -> pd.Series:
+    return models(rows).groupby("arm", sort=False)["model"].nunique()
 
 
-def _model_handles(rows: pd.DataFrame, colours: dict) -> list:
-    from matplotlib.lines import Line2D
+def _arm_handles(rows: pd.DataFrame, styles: dict, lw: float = 2.0) -> list:
+    seeds = _seeds(rows)
+    return [Line2D([], [], color=styles[a][0], ls=styles[a][1], lw=lw, label=arm_label(a, seeds[a]))
+            for a in arm_order(rows)]
 
-    return [Line2D([], [], color=colours[m], lw=1.6, label=_model_label(m, s)) for m, s in _models(rows)]
+
+# --------------------------------------------------------------------------
+# Encoding cost (per model)
 
 
 def figure_encoding(rows: pd.DataFrame):
-    """Encoding throughput (median with p5-p95 bars) and peak memory per model and precision."""
+    """Encoding throughput (median with p5-p95 bars over repeats) and peak memory per model and precision;
+    models grouped by arm, colour = arm."""
     table = encoding_table(rows)
     precisions = [c.split()[0] for c in table.columns if c.endswith(" texts/s")]
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.8), layout="constrained")
+    styles = arm_styles(table["arm"])
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 0.45 * len(table) * max(1, len(precisions)) + 3), 7.6),
+                             layout="constrained", sharex=True)
     x = np.arange(len(table))
     width = 0.8 / max(1, len(precisions))
     hatches = [None, "//", "..", "xx"]
-    strategy_of = dict(_models(rows))
-    colours = [strategies.color(strategy_of.get(m, m)) for m in table.index]
+    colours = [styles[a][0] for a in table["arm"]]
     for i, p in enumerate(precisions):
         mid = table[f"{p} texts/s"].to_numpy()
         err = np.abs(np.vstack([mid - table[f"{p} texts/s p5"], table[f"{p} texts/s p95"] - mid]))
-        axes[0].bar(x + i * width, mid, width, yerr=err, capsize=3, color=colours, hatch=hatches[i % 4],
+        axes[0].bar(x + i * width, mid, width, yerr=err, capsize=2, color=colours, hatch=hatches[i % 4],
                     edgecolor="white")
         axes[1].bar(x + i * width, table[f"{p} peak MiB"], width, color=colours, hatch=hatches[i % 4],
                     edgecolor="white")
-    for ax, ylabel, title in zip(axes, ("passages / s (median, bars p5-p95 over repeats)",
+    for ax, ylabel, title in zip(axes, ("passages / s (median,\nbars p5-p95 over repeats)",
                                         "peak memory above start (MiB)"),
                                  ("Encoding throughput", "Peak memory while encoding")):
-        ax.set_xticks(x + width * (len(precisions) - 1) / 2,
-                      [_model_label(m, strategy_of.get(m, m)) for m in table.index], rotation=20, ha="right",
-                      fontsize=8)
         ax.set_ylabel(ylabel)
-        ax.set_xlabel("model (colour = strategy)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    handles = [plt.Rectangle((0, 0), 1, 1, facecolor="0.6", hatch=hatches[i % 4], edgecolor="white", label=p)
-               for i, p in enumerate(precisions)]
-    axes[1].legend(handles=handles, title="precision", loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
-                   borderaxespad=0)
+    axes[1].set_xticks(x + width * (len(precisions) - 1) / 2, table.index, rotation=35, ha="right", fontsize=8)
+    axes[1].set_xlabel("model (colour = arm; every seed of an arm is its own model)")
+    seeds = table.groupby("arm", sort=False).size()
+    handles = [Patch(facecolor=styles[a][0], label=arm_label(a, seeds[a])) for a in dict.fromkeys(table["arm"])]
+    handles += [Patch(facecolor="0.6", hatch=hatches[i % 4], edgecolor="white", label=p)
+                for i, p in enumerate(precisions)]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="arm / precision")
     fig.suptitle("Encoding cost per model (same architecture: differences are timing noise)", fontsize=11)
     return fig
+
+
+# --------------------------------------------------------------------------
+# Sweeps
 
 
 def default_panels(datasets: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -327,167 +135,146 @@ def default_panels(datasets: Sequence[str]) -> list[tuple[str, str, str]]:
     return panels
 
 
-def figure_fronts(rows: pd.DataFrame, panels: Sequence[tuple[str, str, str]]):
-    """One panel per (dataset, cost, quality): every sweep point and each model's Pareto front; legends
-    below the panels, so no point is hidden."""
-    from matplotlib.lines import Line2D
+def plot_pareto(rows: pd.DataFrame, dataset: str, cost: str, quality: str, ax, styles: dict,
+                log_cost: bool = True) -> None:
+    """Per arm: every sweep point as the mean over seeds (marker = index family), the Pareto front of
+    those means (thick line) and, with several seeds, each seed's own front (thin line)."""
+    arm_pts, pts = arm_points(rows, dataset), points(rows, dataset)
+    if cost not in arm_pts or quality not in arm_pts:
+        ax.set_visible(False)
+        return
+    for arm in arm_order(rows):
+        colour, ls = styles[arm]
+        mine = arm_pts[arm_pts["arm"] == arm]
+        for family, fam in mine.groupby("index"):
+            ax.scatter(fam[cost], fam[quality], marker=MARKERS.get(family, "x"), color=colour, alpha=0.55, s=22)
+        front = pareto_front(mine, cost, quality)
+        ax.plot(front[cost], front[quality], color=colour, ls=ls, lw=1.8)
+        seeds = pts[pts["arm"] == arm]
+        if seeds["model"].nunique() > 1:
+            for _, one in seeds.groupby("model"):
+                seed_front = pareto_front(one, cost, quality)
+                ax.plot(seed_front[cost], seed_front[quality], color=colour, ls="-", lw=0.6, alpha=0.4)
+    if log_cost:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(axis_label(cost))
+    ax.set_ylabel(axis_label(quality))
+    ax.grid(alpha=0.3)
 
-    colours = _colours(rows)
+
+def figure_fronts(rows: pd.DataFrame, panels: Sequence[tuple[str, str, str]]):
+    """One panel per (dataset, cost, quality): each arm's points (mean over seeds) and Pareto front, and its
+    seeds' fronts as thin lines; legends below the panels, so no point is hidden."""
+    styles = arm_styles(arm_order(rows))
     n_rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(n_rows, 2, figsize=(12, 4.0 * n_rows + 0.8), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(n_rows, 2, figsize=(12, 4.0 * n_rows + 1.0), squeeze=False, layout="constrained")
     for ax, (dataset, cost, quality) in zip(axes.flat, panels):
-        plot_pareto(points(rows, dataset), cost, quality, ax, colours=colours)
+        plot_pareto(rows, dataset, cost, quality, ax, styles)
         ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: {SHORT.get(quality, quality)} vs "
                      f"{SHORT.get(cost, cost)}", fontsize=10)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     families = [f for f in MARKERS if f in set(rows["index"])]
-    handles = _model_handles(rows, colours) + [
+    handles = _arm_handles(rows, styles) + [Line2D([], [], color="0.4", lw=0.6, label="one seed's front")] + [
         Line2D([], [], marker=MARKERS[f], ls="", color="grey", label=FAMILY_LABELS.get(f, f)) for f in families]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False,
-               title="line = a model's Pareto front (colour = strategy); marker = index family")
-    fig.suptitle("Quality versus cost of every index configuration (95% intervals of overlap@10: 06_search_knobs)",
-                 fontsize=11)
+               title="thick line = an arm's Pareto front of its mean over seeds (marker = index family); "
+                     "thin lines = each seed's front")
+    fig.suptitle("Quality versus cost of every index configuration, per arm "
+                 "(seed ranges and 95% query intervals of overlap@10: 06_search_knobs)", fontsize=11)
     return fig
+
+
+def plot_knob(rows: pd.DataFrame, dataset: str, family: str, quality: str, ax, styles: dict) -> None:
+    """Quality against the swept search parameter (nprobe / efSearch) of one family: per arm the mean
+    over seeds (line), the range over seeds (band, with several seeds) and the 95% interval over the
+    queries (±1.96 mean standard errors; bars)."""
+    pts = arm_points(rows, dataset)
+    sub = pts[pts["index"] == family].copy()
+    if sub.empty or quality not in sub:
+        ax.set_visible(False)
+        return
+    sub["knob"] = sub["param"].str.rsplit("=", n=1).str[-1].astype(float)
+    arms = [a for a in arm_order(rows) if a in set(sub["arm"])]
+    for i, arm in enumerate(arms):
+        colour, ls = styles[arm]
+        grp = sub[sub["arm"] == arm].sort_values("knob")
+        dodge = 2 ** (0.04 * (i - (len(arms) - 1) / 2))  # side by side on the log axis
+        se = grp.get(f"{quality}_se")
+        ax.errorbar(grp["knob"] * dodge, grp[quality], yerr=None if se is None else 1.96 * se, marker="o",
+                    ls=ls, color=colour, ms=3, capsize=2, lw=1.3)
+        if grp["n_seeds"].max() > 1:
+            ax.fill_between(grp["knob"] * dodge, grp[f"{quality}_min"], grp[f"{quality}_max"], color=colour,
+                            alpha=0.15, lw=0)
+    knob = sub["param"].iloc[0].rsplit(",", 1)[-1].split("=")[0]
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(f"{knob} (log scale)")
+    ax.set_ylabel(axis_label(quality))
+    ax.grid(alpha=0.3)
 
 
 def figure_knobs(rows: pd.DataFrame, datasets: Sequence[str], quality: str = OVERLAP):
-    """overlap@10 against nprobe (IVF) and efSearch (HNSW) per dataset and model, 95% intervals."""
-    colours = _colours(rows)
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(11.5, 3.6 * len(datasets) + 0.6), squeeze=False,
+    """overlap@10 against nprobe (IVF) and efSearch (HNSW) per dataset and arm: means over seeds, seed
+    ranges, 95% query intervals."""
+    styles = arm_styles(arm_order(rows))
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11.5, 3.6 * len(datasets) + 0.8), squeeze=False,
                              layout="constrained")
     for row, dataset in zip(axes, datasets):
-        pts = points(rows, dataset)
         for ax, family in zip(row, ("ivf", "hnsw")):
-            plot_knob(pts, family, quality, ax, colours=colours)
+            plot_knob(rows, dataset, family, quality, ax, styles)
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: {FAMILY_LABELS[family]}", fontsize=10)
-    fig.legend(handles=_model_handles(rows, colours), loc="outside lower center", ncols=4, fontsize=8,
-               frameon=False, title="model (colour = strategy); bars: 95% interval over the queries")
-    fig.suptitle("Search quality against the search-time parameter", fontsize=11)
-    return fig
-
-
-def figure_clustering(rows: pd.DataFrame, dataset: str = "xquad_r"):
-    """Language clustering per model: silhouette of the language labels; cell statistics vs shuffled labels."""
-    table = clustering_table(rows, dataset)
-    if table.empty:
-        from lib.plots import empty_figure
-        return empty_figure("Language clustering", f"no clustering rows for {dataset}")
-    strategy_of = dict(_models(rows))
-    names = [_model_label(m, strategy_of.get(m, m)) for m in table.index]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.0), layout="constrained")
-    x = np.arange(len(table))
-    axes[0].bar(x, table["silhouette"], color=[strategies.color(strategy_of.get(m, m)) for m in table.index])
-    axes[0].set_ylabel("silhouette of the language labels\n(cosine; 1 = separate language clusters)")
-    axes[0].set_title("Do languages form clusters?", fontsize=10)
-    bars = [("cells_dom50", "IVF cells > 50% one language"), ("cells_dom80", "IVF cells > 80% one language"),
-            ("purity", "purity (size-weighted)"), ("purity_shuffled", "purity with shuffled labels")]
-    for i, (col, lab) in enumerate(bars):
-        axes[1].bar(x + 0.2 * i, table[col], 0.2, label=lab, color=f"C{i + 4}",
-                    hatch="//" if "shuffled" in col else None, edgecolor="white")
-    axes[1].set_ylabel("share of cells / purity (0-1)")
-    axes[1].set_ylim(0, 1.05)
-    axes[1].set_title("Language mix of k-means (IVF) cells", fontsize=10)
-    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
-    for ax, shift in zip(axes, (0, 0.3)):
-        ax.set_xticks(x + shift, names, rotation=20, ha="right", fontsize=8)
-        ax.set_xlabel("model")
-        ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"Language clustering of the {DATASET_LABELS.get(dataset, dataset)} embeddings", fontsize=11)
+    handles = _arm_handles(rows, styles) + [Patch(facecolor="0.6", alpha=0.3, label="range over seeds")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False,
+               title="line = mean over the arm's seeds; band = min-max over seeds; bars: 95% interval over the queries")
+    fig.suptitle("Search quality against the search-time parameter, per arm", fontsize=11)
     return fig
 
 
 # --------------------------------------------------------------------------
-# Conclusion
+# Language clustering
 
 
-def _strategy_models(rows: pd.DataFrame) -> dict[str, str]:
-    pairs = rows[["strategy", "model"]].drop_duplicates()
-    return dict(zip(pairs["strategy"], pairs["model"]))
+def figure_clustering(rows: pd.DataFrame, dataset: str = "xquad_r"):
+    """Language clustering per arm (mean over seeds, bars min-max over seeds, dots = seeds): silhouette of
+    the language labels; cell statistics against shuffled labels."""
+    table = clustering_table(rows, dataset)
+    if table.empty:
+        return plots.empty_figure("Language clustering", f"no clustering rows for {dataset}")
+    styles = arm_styles(table.index)
+    per_model = rows[(rows["dataset"] == dataset) & (rows["index"] == "clustering")]
+    per_model = per_model.pivot_table(index="model", columns="value_name", values="value")
+    arm_of = models(rows).set_index("model")["arm"]
+    fig, axes = plt.subplots(1, 2, figsize=(max(12.0, 1.6 * len(table) + 6), 4.2), layout="constrained")
+    x = np.arange(len(table))
 
+    def bars(ax, col, offset, width, **kw):
+        mid = table[col].to_numpy()
+        err = np.abs(np.vstack([mid - table[f"{col}_min"], table[f"{col}_max"] - mid]))
+        ax.bar(x + offset, mid, width, yerr=err, capsize=2, edgecolor="white", **kw)
+        for i, arm in enumerate(table.index):
+            seeds = per_model.loc[arm_of[arm_of == arm].index.intersection(per_model.index), col]
+            ax.scatter(np.full(len(seeds), x[i] + offset), seeds, s=9, color="k", zorder=3)
 
-def point_differences(rows: pd.DataFrame, dataset: str, a: str, b: str) -> pd.DataFrame:
-    """overlap@10 of model ``a`` minus model ``b`` at every approximate point, with 2 standard errors."""
-    pts = points(rows, dataset)
-    pts = pts[pts["index"] != "exact"].set_index(["index", "param", "model"])
-    if pts.empty:
-        return pd.DataFrame(columns=["diff", "two_se", "beyond_noise"])
-    va, vb = pts.xs(a, level="model"), pts.xs(b, level="model")
-    common = va.index.intersection(vb.index)
-    diff = va.loc[common, OVERLAP] - vb.loc[common, OVERLAP]
-    se = np.sqrt(va.loc[common, f"{OVERLAP}_se"] ** 2 + vb.loc[common, f"{OVERLAP}_se"] ** 2)
-    return pd.DataFrame({"diff": diff, "two_se": 2 * se, "beyond_noise": diff.abs() > 2 * se})
-
-
-def _encoding_lines(rows: pd.DataFrame) -> list[str]:
-    enc = encoding_table(rows)
-    prec = "bf16" if "bf16 texts/s" in enc else "fp32"
-    tps = enc[f"{prec} texts/s"]
-    within = ((enc[f"{prec} texts/s p95"] - enc[f"{prec} texts/s p5"]) / tps).median()
-    lines = [f"- **Encoding cost** ({prec}, {len(enc)} models): every model has {enc['params (M)'].iloc[0]:.1f}M "
-             f"parameters ({'identical' if enc['params (M)'].nunique() == 1 else 'NOT identical'} counts); "
-             f"throughput {tps.min():.1f}-{tps.max():.1f} passages/s, a spread across models of "
-             f"{(tps.max() - tps.min()) / tps.median():.0%} against {within:.0%} (p5-p95) between repeats of "
-             f"one model; peak memory {enc[f'{prec} peak MiB'].min():.0f}-{enc[f'{prec} peak MiB'].max():.0f} MiB."]
-    if prec == "bf16" and "fp32 texts/s" in enc:
-        lines.append(f"- bf16 encodes {(enc['bf16 texts/s'] / enc['fp32 texts/s']).median():.2f}x as fast as fp32 "
-                     f"(median over models); bf16 embeddings are at cosine >= {enc['bf16 cosine vs fp32'].min():.4f} "
-                     "to the fp32 ones.")
-    if "end-to-end ms" in enc:
-        lines.append(f"- One question end to end (encode + exact search): {enc['end-to-end ms'].median():.1f} ms "
-                     f"median, of which encoding {enc['query encode ms'].median():.1f} ms.")
-    return lines
-
-
-def _end_to_end_lines(rows: pd.DataFrame, datasets: Sequence[str]) -> list[str]:
-    """Per dataset: the range of end-to-end latency (encode + search, p50) over every point and model."""
-    lines = []
-    for dataset in datasets:
-        pts = points(rows, dataset)
-        if "end_to_end_ms_p50" not in pts or pts["end_to_end_ms_p50"].isna().all():
-            continue
-        e2e = pts.dropna(subset=["end_to_end_ms_p50"])
-        exact = e2e[e2e["index"] == "exact"]["end_to_end_ms_p50"]
-        approx = e2e[e2e["index"] != "exact"]["end_to_end_ms_p50"]
-        per_model = e2e.groupby("model", sort=False)["end_to_end_ms_p50"].median()
-        lines.append(f"- **End to end on {dataset}** (one question encoded and searched, p50): "
-                     f"{approx.min():.1f}-{approx.max():.1f} ms over the approximate points, "
-                     f"{exact.min():.1f}-{exact.max():.1f} ms with exact search; median per model "
-                     + ", ".join(f"{m} {v:.1f}" for m, v in per_model.items()) + " ms.")
-    return lines
-
-
-def conclusion(rows: pd.DataFrame, dureader: str, xquad: str = "xquad_r") -> str:
-    """The answer to question 1 as markdown bullet points, every number read from ``rows``."""
-    lines = _encoding_lines(rows)
-    ex = exact_table(rows)
-    if dureader in ex.index.get_level_values(0):
-        d = ex.loc[dureader]
-        lines.append(f"- **Exact search on {dureader}**: " + "; ".join(
-            f"{m} nDCG@10 {r['ndcg_at_10']:.3f}, MRR@10 {r['mrr_at_10']:.3f}, R@50 {r['recall_at_50']:.3f}"
-            for m, r in d.iterrows()) + f"; a flat scan costs {d['latency_ms_p50'].median():.2f} ms per question.")
-    for dataset in (dureader, xquad):
-        cheap = cheapest_table(rows, dataset, thresholds=(0.95,))
-        if len(cheap):
-            lines.append(f"- **Cheapest index keeping 95% of the exact top-10 on {dataset}**: " + "; ".join(
-                f"{m}: {r['index']} {r['param']} ({r['latency_ms_p50']:.3f} ms, {r['bytes_per_vector']:.0f} B/vector)"
-                if r["index"] != "none" else f"{m}: none" for (m, _), r in cheap.iterrows()) + ".")
-    lines += _end_to_end_lines(rows, (dureader, xquad))
-    by = _strategy_models(rows)
-    diffs = difference_table(rows, (dureader, xquad))
-    main = diffs[diffs["pair"].isin(["hybrid - mono", "hybrid - cross"])] if len(diffs) else diffs
-    for r in main.itertuples(index=False):
-        verdict = ("no point differs beyond noise" if r[6] == 0 else f"{r[6]} of {r.points} points differ by more "
-                   "than two standard errors")
-        lines.append(f"- **{r.pair} on {r.dataset}**: at identical index settings overlap@10 differs by "
-                     f"{r[3]:+.3f} on average (largest {r[4]:+.3f}, {r.at}); {verdict}.")
-    if main.empty:
-        have = sorted(s for s in by if s != ZERO_SHOT)
-        lines.append(f"- **Strategies**: trained models found: {', '.join(have) or 'none'}; hybrid vs mono / cross "
-                     "needs the hybrid run and at least one of the others (train them with notebook 03 and rerun).")
-    cl = clustering_table(rows, xquad)
-    if len(cl):
-        lines.append(f"- **Language clustering on {xquad}**: " + "; ".join(
-            f"{m} silhouette {r['silhouette']:.2f}, {r['cells_dom50']:.0%} of IVF cells > 50% one language"
-            for m, r in cl.iterrows()) + f" (with shuffled labels the purity is {cl['purity_shuffled'].mean():.2f}).")
-    return "\n".join(lines)
+    bars(axes[0], "silhouette", 0, 0.6, color=[styles[a][0] for a in table.index])
+    axes[0].set_ylabel("silhouette of the language labels\n(cosine; 1 = separate language clusters)")
+    axes[0].set_title("Do languages form clusters?", fontsize=10)
+    cells = [("cells_dom50", "IVF cells > 50% one language"), ("cells_dom80", "IVF cells > 80% one language"),
+             ("purity", "purity (size-weighted)"), ("purity_shuffled", "purity with shuffled labels")]
+    for i, (col, lab) in enumerate(cells):
+        bars(axes[1], col, 0.2 * i, 0.2, label=lab, color=f"C{i + 4}", hatch="//" if "shuffled" in col else None)
+    axes[1].set_ylabel("share of cells / purity (0-1)")
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_title("Language mix of k-means (IVF) cells", fontsize=10)
+    handles = axes[1].get_legend_handles_labels()[0] + [
+        Line2D([], [], marker="o", ls="", color="k", ms=3, label="one seed"),
+        Line2D([], [], color="k", lw=1, label="min-max over seeds")]
+    axes[1].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    names = [arm_label(a, n) for a, n in zip(table.index, table["n_seeds"])]
+    for ax, shift in zip(axes, (0, 0.3)):
+        ax.set_xticks(x + shift, names, rotation=20, ha="right", fontsize=8)
+        ax.set_xlabel("arm (bar = mean over seeds)")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"Language clustering of the {DATASET_LABELS.get(dataset, dataset)} embeddings, per arm",
+                 fontsize=11)
+    return fig

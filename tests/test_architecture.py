@@ -6,7 +6,7 @@ The layers (docs/architecture.md draws them):
 1. data and models: data, data_files, sentences, training_data, encoder, embedded_model, backbones, model_store, metrics, stats
 2. sampling, retrieval, timing, models (the model registry)
 3. training (the loop and run folder; contrastive: the loss and one step), distillation
-4. evaluation and experiments: evaluation, indexes, clustering, efficiency, mlqa_retrieval, mteb_adapter, mteb_eval, scaling, scaling_stats
+4. evaluation and experiments: evaluation, indexes, clustering, encoding_cost, efficiency, mlqa_retrieval, mteb_adapter, mteb_eval, scaling, scaling_stats
 5. reports and interfaces: paper, paper_tables, *_report, figures, plots, readme, explore, explore_widget, checks, notebook, config, runner
 
 A module may import modules of its own layer or lower ones; an import of a higher layer, or any cycle,
@@ -27,7 +27,7 @@ LAYERS = {
         "model_store", "metrics", "stats"},
     2: {"sampling", "retrieval", "timing", "models"},
     3: {"training", "contrastive", "distill"},
-    4: {"evaluation", "indexes", "clustering", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling", "scaling_stats"},
+    4: {"evaluation", "indexes", "clustering", "encoding_cost", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling", "scaling_stats"},
     5: {"paper", "paper_tables", "alpha_axis", "budget_axis", "checkpoints", "plots", "figures", "readme", "explore", "explore_widget", "checks", "notebook", "config", "runner"},
 }
 

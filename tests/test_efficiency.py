@@ -323,8 +323,9 @@ def test_measure_all_writes_every_stage_for_every_model(tiny_encoder, tmp_path, 
                          columns=["qid", "doc_id"])
     rset = RetrievalSet(queries, docs, qrels, "toy")
     other = build_tiny_encoder(seed=1)
-    specs = [types.SimpleNamespace(name=n, strategy=s, fingerprint=n, load=lambda e=e: e)
-             for n, s, e in (("zero-shot", "zero-shot", tiny_encoder), ("hybrid_s0", "hybrid", other))]
+    specs = [types.SimpleNamespace(name=n, strategy=s, alpha=a, seed=seed, fingerprint=n, load=lambda e=e: e)
+             for n, s, a, seed, e in (("zero-shot", "zero-shot", np.nan, np.nan, tiny_encoder),
+                                      ("hybrid_s0", "hybrid", 0.5, 0, other))]
     workloads = [eff.Workload("toy", rset, query_max_length=16, doc_max_length=16),
                  eff.Workload("toy_pool", rset, metrics=family("pool"), families=("exact", "ivf"),
                               query_max_length=16, doc_max_length=16, max_queries=40, clustering=True)]
@@ -332,6 +333,9 @@ def test_measure_all_writes_every_stage_for_every_model(tiny_encoder, tmp_path, 
     rows = eff.measure_all(specs, workloads, out, profile="t", cost_texts=docs["text"][:16].tolist(), threads=1,
                            repeats=1, n_latency=5, n_e2e=3, cost_batch_size=8)
     assert list(rows.columns) == eff.COLUMNS and set(rows["model"]) == {"zero-shot", "hybrid_s0"}
+    who = rows.drop_duplicates("model").set_index("model")  # every row says the model's arm and seed
+    assert who.loc["hybrid_s0", ["strategy", "alpha", "seed"]].tolist() == ["hybrid", 0.5, 0.0]
+    assert rows.groupby("model")[["alpha", "seed"]].nunique(dropna=False).eq(1).all().all()
     for model in ("zero-shot", "hybrid_s0"):
         mine = rows[rows["model"] == model]
         assert {"encoder", "exact", "ivf", "hnsw", "sq", "facts"} <= set(mine.loc[mine["dataset"] == "toy", "index"])

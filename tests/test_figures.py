@@ -164,26 +164,29 @@ def tiny_estimates(gaps: bool = False) -> pd.DataFrame:
 
 
 def tiny_efficiency() -> pd.DataFrame:
+    """Zero-shot, mono and hybrid at two alphas, two seeds per trained arm."""
     rows = []
-    for model, strategy in (("zero-shot", "zero-shot"), ("mono_s0", "mono"), ("hybrid_a0.5_s0", "hybrid")):
+    models = [("zero-shot", "zero-shot", np.nan, np.nan)] + [
+        (f"{name}_s{seed}", strategy, alpha, seed) for name, strategy, alpha in
+        (("mono", "mono", 1.0), ("hybrid_a0.5", "hybrid", 0.5), ("hybrid_a0.25", "hybrid", 0.25)) for seed in (0, 1)]
+    for k, (model, strategy, alpha, seed) in enumerate(models):
+        ident = dict(model=model, strategy=strategy, alpha=alpha, seed=seed)
         for d in ("dureader_demo", "xquad_r"):
             for family, params in (("exact", ["flat"]), ("ivf", ["nlist=8,nprobe=1", "nlist=8,nprobe=4"]),
                                    ("hnsw", ["M=32,efSearch=16", "M=32,efSearch=64"])):
                 for i, p in enumerate(params):
-                    for name, v in (("overlap_at_10", 0.8 + 0.1 * i), ("overlap_at_10_se", 0.01),
+                    for name, v in (("overlap_at_10", 0.8 + 0.1 * i - 0.01 * k), ("overlap_at_10_se", 0.01),
                                     ("latency_ms_p50", 0.1 * (i + 1)), ("bytes_per_vector", 1536.0),
                                     ("recall_at_10", 0.5)):
-                        rows.append(dict(model=model, strategy=strategy, dataset=d, index=family, param=p,
-                                         value_name=name, value=v))
+                        rows.append(dict(ident, dataset=d, index=family, param=p, value_name=name, value=v))
         for prec in ("fp32", "bf16"):
             for name, v in (("texts_per_s_p50", 30.0), ("texts_per_s_p5", 28.0), ("texts_per_s_p95", 32.0),
                             ("peak_rss_mib", 100.0), ("n_params", 1e8)):
-                rows.append(dict(model=model, strategy=strategy, dataset="dureader_demo", index="encoder",
-                                 param=f"precision={prec}", value_name=name, value=v))
-        for name, v in (("silhouette", 0.1), ("cells_dom50", 0.4), ("cells_dom80", 0.2), ("purity", 0.5),
+                rows.append(dict(ident, dataset="dureader_demo", index="encoder", param=f"precision={prec}",
+                                 value_name=name, value=v))
+        for name, v in (("silhouette", 0.1 * k), ("cells_dom50", 0.4), ("cells_dom80", 0.2), ("purity", 0.5),
                         ("purity_shuffled", 0.2), ("nlist", 8)):
-            rows.append(dict(model=model, strategy=strategy, dataset="xquad_r", index="clustering", param="k=8",
-                             value_name=name, value=v))
+            rows.append(dict(ident, dataset="xquad_r", index="clustering", param="k=8", value_name=name, value=v))
     return pd.DataFrame(rows)
 
 
@@ -269,14 +272,15 @@ def test_scaling_figures():
 
 def test_efficiency_figures():
     rows = tiny_efficiency()
-    models = [efficiency_report._model_label(m, s) for m, s in efficiency_report._models(rows)]
+    arms = [label("zero-shot"), f"{label('mono')} (2 seeds)", f"{label('hybrid')} (2 seeds)",
+            f"{label('hybrid')} a=0.25 (2 seeds)"]  # two alphas: two arms
     fig = check(efficiency_report.figure_fronts(rows, efficiency_report.default_panels(["dureader_demo", "xquad_r"])),
-                legend=models + ["IVF-Flat", "HNSW", "exact"])
+                legend=arms + ["IVF-Flat", "HNSW", "exact", "one seed's front"])
     assert not any(ax.get_legend() for ax in fig.axes), "no legend inside a panel (none hides a point)"
     assert all("_" not in ax.get_xlabel() and "_" not in ax.get_ylabel() for ax in fig.axes if ax.has_data())
-    check(efficiency_report.figure_knobs(rows, ["dureader_demo", "xquad_r"]), legend=models)
-    check(efficiency_report.figure_encoding(rows), legend=["fp32", "bf16"])
-    check(efficiency_report.figure_clustering(rows, "xquad_r"), legend=["purity"])
+    check(efficiency_report.figure_knobs(rows, ["dureader_demo", "xquad_r"]), legend=arms + ["range over seeds"])
+    check(efficiency_report.figure_encoding(rows), legend=["fp32", "bf16"] + arms)
+    check(efficiency_report.figure_clustering(rows, "xquad_r"), legend=["purity", "one seed", "min-max over seeds"])
 
 
 # --------------------------------------------------------------------------
