@@ -6,7 +6,8 @@ One owner for every model fact the experiments share:
   (:func:`run_name`; alpha only for strategies that use it, stored as the
   monolingual share of ``lib.strategies.mono_share``); the untuned backbone
   is ``zero-shot`` (+ ``_<backbone>`` unless embedded) (+ ``_L<k>``)
-  (:func:`zero_shot_name`); :func:`safe_name` makes any name file-safe;
+  (:func:`zero_shot_name`); :func:`arm_name` drops the seed (the models of
+  one arm differ only in it); :func:`safe_name` makes any name file-safe;
 - layers: ``num_layers`` 0 means the backbone's full depth; a layer count
   equal to the depth is written as 0 (:func:`num_layers_arg`), so a
   full-depth model has one name and one cache entry;
@@ -69,6 +70,11 @@ def run_name(strategy: str, alpha: float, seed: int, num_layers: int = 0) -> str
     """Folder name of a run, e.g. ``hybrid_a0.5_s0`` or ``mono_s1_L6``."""
     name = strategy + (f"_a{alpha:g}" if strategies.get(strategy).uses_alpha else "") + f"_s{seed}"
     return name + layers_suffix(num_layers)
+
+
+def arm_name(model: str) -> str:
+    """A model's name without its training seed (``distilled-L3__mono_s2`` -> ``distilled-L3__mono``)."""
+    return re.sub(r"_s\d+(?=_L\d+$|$)", "", str(model))
 
 
 # --------------------------------------------------------------------------

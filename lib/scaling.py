@@ -38,7 +38,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ from lib import strategies as strategy_registry
 from lib.backbones import DISTILLED_NAME, distilled_dir, load_encoder
 from lib.embedded_model import embedded_model_dir
 from lib.errors import ConfigError, ModelError
+from lib.models import arm_name, describe_model, num_layers_arg, safe_name, zero_shot_name
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
@@ -208,16 +209,6 @@ class SizedModel:
         return load_encoder(self.backbone, num_layers=self.num_layers)
 
 
-def arm_name(model: str) -> str:
-    """A model's name without its training seed (``distilled-L3__mono_s2`` -> ``distilled-L3__mono``)."""
-    return re.sub(r"_s\d+(?=_L\d+$|$)", "", str(model))
-
-
-def _safe(name: str) -> str:
-    from lib.models import safe_name
-    return safe_name(name)
-
-
 def _strategies(names: Sequence[str] | None) -> tuple[str, ...]:
     """The trained strategies to use: all registered ones (``None``) or the named ones, checked."""
     allowed = strategy_registry.trained_names()
@@ -245,7 +236,6 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
     the student ``distilled-L<k>`` for every k below the backbone's depth
     (the embedded backbone only). The full depth is the backbone either way.
     """
-    from lib.models import num_layers_arg, zero_shot_name
     from lib.training import TrainConfig, run_name
 
     if axis not in AXES:
@@ -278,7 +268,6 @@ def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = 
                     strategies: Sequence[str] | None = None, alpha: float = 0.5,
                     seeds: Sequence[int] = (0,)) -> list[SizedModel]:
     """Zero-shot plus trained models at full depth for each hub backbone (needs the hub or its cache)."""
-    from lib.models import zero_shot_name
     from lib.training import TrainConfig, run_name
 
     strategies = _strategies(strategies)
@@ -286,7 +275,7 @@ def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = 
     for backbone in backbones:
         depth = backbone_depth(backbone)
         models.append(SizedModel(zero_shot_name(backbone, 0), ZERO_SHOT, depth, 0, backbone))
-        prefix = "" if backbone == own_backbone else f"{_safe(Path(backbone).name)}__"
+        prefix = "" if backbone == own_backbone else f"{safe_name(Path(backbone).name)}__"
         for strategy in strategies:
             for seed in parse_seeds(list(seeds)):
                 cfg = TrainConfig(backbone=backbone, strategy=strategy, alpha=alpha, seed=seed)
@@ -451,7 +440,6 @@ def evaluate_mlqa(models: Sequence[SizedModel], profile: str, *, subsets: dict |
     if subsets is None:
         from lib.data import load_mlqa_retrieval
         subsets = load_mlqa_retrieval(max_items=max_items)
-    from lib.models import describe_model
 
     tables = []
     for m in models:
@@ -476,7 +464,6 @@ def evaluate_lareqa(models: Sequence[SizedModel], profile: str, dataset: str = "
     """XQuAD-R / MLQA-R through ``lib.evaluation`` (skips up-to-date models), then fills ``layers``."""
     from lib.data import load_lareqa
     from lib.evaluation import data_fingerprint, evaluate_model, load_metrics, read_manifest, up_to_date, upsert_metrics
-    from lib.models import describe_model
 
     data = load_lareqa(dataset, max_items=max_items)
     data_fp = data_fingerprint(data)

@@ -2,7 +2,7 @@
 
 The unit of evidence is (training seed, question), as in notebook 04
 (:func:`lib.stats.seed_question_test`): a strategy at one size is an *arm*
-(its models differ only in the training seed, :func:`lib.scaling.arm_name`),
+(its models differ only in the training seed, :func:`lib.models.arm_name`),
 and its score is the macro mean over cells (MLQARetrieval subsets or
 XQuAD-R language pairs) of the seed-averaged per-question values. Its
 interval adds the seed variance (spread of the per-seed macro means / number

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib import models
 from lib import scaling as S
 from lib import strategies
 from lib.errors import ConfigError, ModelError
@@ -162,8 +163,8 @@ def test_seeds_and_arms():
     assert [m.name for m in plan if m.layers == 1] == ["zero-shot_L1", "mono_s0_L1", "mono_s3_L1",
                                                        "hybrid_a0.5_s0_L1", "hybrid_a0.5_s3_L1"]
     assert {m.arm for m in plan if m.strategy == "hybrid"} == {"hybrid_a0.5_L1", "hybrid_a0.5"}
-    assert S.arm_name("distilled-L3__mono_s12") == "distilled-L3__mono"
-    assert S.arm_name("zero-shot_distilled-L3") == "zero-shot_distilled-L3"
+    assert models.arm_name("distilled-L3__mono_s12") == "distilled-L3__mono"
+    assert models.arm_name("zero-shot_distilled-L3") == "zero-shot_distilled-L3"
 
 
 def fake_student(root, layers: int):
