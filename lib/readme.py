@@ -24,6 +24,7 @@ import pandas as pd
 from lib import paper_tables
 from lib.errors import DataError
 from lib.paths import PROJ_ROOT, atomic_write, results_dir
+from lib.scaling_report import verdict_lines
 
 README = PROJ_ROOT / "README.md"
 ARMS = [("zero-shot", "zero-shot (untuned)"), ("mono", "X-X-mono"), ("cross", "X-Y (cross)"),
@@ -120,6 +121,46 @@ def run_minutes(folder: Path) -> str:
     first = times[times["notebook"].str[:2].isin(["01", "02", "03", "04", "05"])].drop_duplicates("run", keep="first")
     return (f"Reproduce with `./run_all.sh default --only 01 02 03 04 05` ({first['seconds'].sum() / 60:.1f} min "
             "here for the run whose numbers are shown; times per notebook in `results/default/run_times.csv`).")
+
+
+def _ci(r, digits: int = 3, sign: bool = False) -> str:
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return f"{f.format(r['estimate'])} [{f.format(r['low'])}, {f.format(r['high'])}]"
+
+
+def scaling_table(folder: Path) -> str:
+    """Question 2's table: per size, MLQARetrieval nDCG@10 (all 49 subsets) of the untuned model and of
+    each strategy (mean over seeds, 95% interval over seeds and questions) and hybrid's gaps with their
+    outcomes, from ``07_mlqa_estimates.csv`` and ``07_mlqa_gaps.csv``."""
+    est = _read(folder, "07_mlqa_estimates.csv")
+    gaps = _read(folder, "07_mlqa_gaps.csv")
+    est, gaps = est[est["group"] == "all"], gaps[gaps["group"] == "all"]
+    lines = ["| layers | model | non-embedding parameters | untuned | X-X-mono | X-Y (cross) | hybrid | "
+             "hybrid - mono | hybrid - cross |", "|---|---|---|---|---|---|---|---|---|"]
+    for k, part in est.groupby("layers", sort=True):
+        by = part.set_index("strategy")
+        g = gaps[gaps["layers"] == k].set_index("strategy_b")
+        zero = by.loc["zero-shot"] if "zero-shot" in by.index else None
+        cells = [f"{int(k)}", f"`{zero['backbone'] if zero is not None else part['backbone'].iloc[0]}`",
+                 f"{part['non_embedding_params'].iloc[0] / 1e6:.1f}M",
+                 _ci(zero) if zero is not None else "-"]
+        for strategy in ("mono", "cross", "hybrid"):
+            cells.append(f"{_ci(by.loc[strategy])} ({int(by.loc[strategy, 'n_seeds'])} seeds)"
+                         if strategy in by.index else "-")
+        for other in ("mono", "cross"):
+            cells.append(f"{_ci(g.loc[other], sign=True)} {g.loc[other, 'outcome']}" if other in g.index else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scaling_answer(folder: Path) -> str:
+    """Question 2's findings in words, computed from the notebook-07 tables (``scaling_report.verdict_lines``)."""
+    out = verdict_lines(_read(folder, "07_mlqa_estimates.csv"), _read(folder, "07_mlqa_gaps.csv"),
+                        "MLQARetrieval nDCG@10")
+    if (folder / "07_xquad_gaps.csv").is_file():
+        out += verdict_lines(_read(folder, "07_xquad_estimates.csv"), _read(folder, "07_xquad_gaps.csv"),
+                             "XQuAD-R mAP")
+    return "\n".join(f"- {line}" for line in out)
 
 
 BLOCKS: dict[str, Callable[[Path], str]] = {
