@@ -23,6 +23,7 @@ from lib import plots
 from lib.efficiency import OVERLAP
 from lib.efficiency_tables_report import (arm_order, arm_points, clustering_table, encoding_table, models,
                                           pareto_front, points)
+from lib.models import ZERO_SHOT
 
 MARKERS = {"exact": "*", "ivf": "o", "hnsw": "^", "pq": "s", "sq": "D", "trunc": "v"}
 FAMILY_LABELS = {"exact": "exact (flat)", "ivf": "IVF-Flat (nprobe sweep)", "hnsw": "HNSW (efSearch sweep)",
@@ -52,20 +53,23 @@ def axis_label(name: str) -> str:
 
 
 def arm_styles(arms: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Arm -> (colour, line style): the strategy's colour; the k-th arm of one strategy (another alpha)
-    a darker shade of it and the k-th line style."""
+    """Arm -> (colour, line style): the strategy's colour; further arms of one strategy (other alphas)
+    alternately darker and lighter shades of it, and the k-th line style."""
     out, seen = {}, {}
     for arm in plots.ordered(arms):
         base = plots.strategy_of(arm)
         k = seen.get(base, 0)
-        rgb = np.clip(np.array(to_rgb(plots.color(arm))) * (1 - 0.3 * k), 0, 1)
-        out[arm] = (to_hex(rgb), LINESTYLES[k % len(LINESTYLES)])
+        rgb, step = np.array(to_rgb(plots.color(arm))), 0.35 * ((k + 1) // 2)
+        rgb = rgb * (1 - step) if k % 2 else rgb + (1 - rgb) * step  # k = 1 darker, k = 2 lighter, ...
+        out[arm] = (to_hex(np.clip(rgb, 0, 1)), LINESTYLES[k % len(LINESTYLES)])
         seen[base] = k + 1
     return out
 
 
 def arm_label(arm: str, n_seeds: int) -> str:
-    """The arm's display label with its number of seeds."""
+    """The arm's display label with its number of seeds (zero-shot: the untrained model, no seed)."""
+    if plots.strategy_of(arm) == ZERO_SHOT:
+        return plots.label(arm)
     return f"{plots.label(arm)} ({n_seeds} seed{'s' if n_seeds != 1 else ''})"
 
 
@@ -114,7 +118,8 @@ def figure_encoding(rows: pd.DataFrame):
     handles = [Patch(facecolor=styles[a][0], label=arm_label(a, seeds[a])) for a in dict.fromkeys(table["arm"])]
     handles += [Patch(facecolor="0.6", hatch=hatches[i % 4], edgecolor="white", label=p)
                 for i, p in enumerate(precisions)]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="arm / precision")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8, frameon=False,
+               title="colour = arm, hatch = precision")
     fig.suptitle("Encoding cost per model (same architecture: differences are timing noise)", fontsize=11)
     return fig
 
@@ -206,7 +211,7 @@ def plot_knob(rows: pd.DataFrame, dataset: str, family: str, quality: str, ax, s
                     ls=ls, color=colour, ms=3, capsize=2, lw=1.3)
         if grp["n_seeds"].max() > 1:
             ax.fill_between(grp["knob"] * dodge, grp[f"{quality}_min"], grp[f"{quality}_max"], color=colour,
-                            alpha=0.15, lw=0)
+                            alpha=0.12, lw=0)
     knob = sub["param"].iloc[0].rsplit(",", 1)[-1].split("=")[0]
     ax.set_xscale("log", base=2)
     ax.set_xlabel(f"{knob} (log scale)")

@@ -164,12 +164,14 @@ def test_figures_show_every_arm_with_its_seeds():
     rows = tiny_rows()
     styles = figures.arm_styles(report.arm_order(rows))
     assert styles["hybrid"] != styles["hybrid a=0.25"]  # two alphas: two shades and line styles
+    third = figures.arm_styles(["hybrid", "hybrid a=0.25", "hybrid a=0.75"])
+    assert len({c for c, _ in third.values()}) == 3 and len({ls for _, ls in third.values()}) == 3
     assert styles["hybrid"][0] == matplotlib.colors.to_hex(plots.color("hybrid"))
     fig = figures.figure_knobs(rows, ["d"])
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
-    assert [x for x in labels if "seed" in x and "(" in x] == [
-        f"{plots.label('zero-shot')} (1 seed)", f"{plots.label('mono')} (3 seeds)", f"{plots.label('hybrid')} (3 seeds)",
-        f"{plots.label('hybrid')} a=0.25 (2 seeds)"]
+    assert [x for x in labels if x.startswith(tuple(plots.label(a) for a in ("zero-shot", "mono", "hybrid")))] == [
+        plots.label("zero-shot"), f"{plots.label('mono')} (3 seeds)", f"{plots.label('hybrid')} (3 seeds)",
+        f"{plots.label('hybrid')} a=0.25 (2 seeds)"]  # zero-shot is untrained: no seed count
     ax = [a for a in fig.axes if a.get_visible()][0]
     assert len(ax.collections) >= 3  # a min-max band for every arm with several seeds
     plt.close(fig)
