@@ -108,15 +108,12 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
         if stem[:2] in ("04", "06") and "03" not in earlier and training:
             folders = {train_dir(profile_name, r): r for r in training}
             missing = [f for f in folders if not _finished(f)]
-            if stem[:2] == "06":  # notebook 06 compares one run per strategy (seed 0 by default)
+            if stem[:2] == "06":  # notebook 06 measures every trained run, or the runs named in `models`
                 run06 = next(r for r in selected if r.notebook.stem == stem)
                 wanted = [m.strip() for m in str(_values(run06).get("models", "")).split(",") if m.strip()]
                 if wanted:
                     missing = [out / "models" / m for m in wanted
                                if m != "zero-shot" and not _finished(out / "models" / m)]
-                else:
-                    have = {folders[f].parameters.get("strategy") for f in folders if _finished(f)}
-                    missing = [f for f in missing if folders[f].parameters.get("strategy") not in have]
             if missing:
                 names = ", ".join(f.name for f in missing[:6]) + (f" and {len(missing) - 6} more"
                                                                    if len(missing) > 6 else "")

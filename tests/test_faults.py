@@ -290,6 +290,19 @@ def test_notebook_without_its_inputs_names_the_notebook_to_run_first(tmp_path, r
     assert "note: notebook 05_language_bias reads notebook 04's evaluation" in capsys.readouterr().out
 
 
+def test_notebook_06_needs_every_trained_seed(tmp_path, results, capsys):
+    text = ("common: {max_items: 5, num_layers: 2}\nnotebooks:\n  03_training:\n"
+            "    sweep: {strategy: [mono], seed: [0, 1]}\n")
+    path = _profile(tmp_path, text, name="seeds")
+    done = results / "seeds" / "models" / "mono_s0_L2"
+    (done / "model").mkdir(parents=True)
+    (done / "train_config.json").write_text("{}")
+    assert runner.main([str(path), "--only", "06"]) == runner.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "notebook 06_inference_efficiency needs the trained models of notebook 03" in err
+    assert "1 are not in" in err and "mono_s1_L2" in err
+
+
 def test_allow_missing_runs_anyway(tmp_path, results, monkeypatch):
     ran = []
     monkeypatch.setattr(runner, "execute", lambda name, runs, **kw: ran.extend(r.name for r in runs) or 0)
