@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib.plots import empty_figure
+from lib.plots import empty_figure, legend_outside
 
 DATASET_STYLE = {"xquad_r": ("XQuAD-R", "tab:blue", "o"), "mlqa_r": ("MLQA-R", "tab:orange", "s")}
 METRIC_LABEL = {"map": "mAP (higher is better)", "rank_distance": "rank distance (lower is better)"}
@@ -50,12 +50,7 @@ def figure_alpha_sweep(table: pd.DataFrame):
         ax.set_xlabel("alpha: share of monolingual batches")
         ax.set_ylabel(METRIC_LABEL[metric])
         ax.grid(alpha=0.3)
-    seen = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    axes[0][-1].legend(list(seen.values()), list(seen.keys()), loc="upper left", bbox_to_anchor=(1.02, 1),
-                       fontsize=8, borderaxespad=0)
+    legend_outside(axes.flat, axes[0][-1])
     n = table.groupby("arm")["n_seeds"].max()
     seeds = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}-{int(n.max())}"
     fig.suptitle("Retrieval quality against alpha, the share of monolingual batches\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from lib import strategies
-from lib.plots import empty_figure
+from lib.plots import empty_figure, legend_outside
 
 DATASET_LABEL = {"xquad_r": "XQuAD-R", "mlqa_r": "MLQA-R"}
 
@@ -47,12 +47,7 @@ def figure_budget(frame: pd.DataFrame, margin: float | None = None):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    seen = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    axes[0][-1].legend(list(seen.values()), list(seen.keys()), loc="upper left", bbox_to_anchor=(1.02, 1),
-                       fontsize=8, borderaxespad=0)
+    legend_outside(axes.flat, axes[0][-1])
     fig.suptitle("Claim 1 against the training budget: hybrid minus each specialist\n"
                  "(95% intervals over seeds and questions; inside the grey band the two are equivalent)", fontsize=11)
     return fig

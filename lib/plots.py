@@ -96,3 +96,14 @@ def empty_figure(title: str, message: str):
     ax.set_xticks([])
     ax.set_yticks([])
     return fig
+
+
+def legend_outside(fig_axes, anchor_ax) -> None:
+    """One legend for every panel (each label once, first handle kept), to the right of ``anchor_ax``."""
+    seen = {}
+    for ax in fig_axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    anchor_ax.legend(list(seen.values()), list(seen.keys()), loc="upper left", bbox_to_anchor=(1.02, 1),
+                     fontsize=8, borderaxespad=0)
+
