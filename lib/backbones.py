@@ -22,6 +22,7 @@ from lib.errors import ConfigError, ModelError
 from lib.model_files import (BASE_REF, COMPACT_WEIGHTS, FORMAT, file_sha256, is_stored, kind, model_folder, resolve,
                              saved_pooler, tensor_sha256, vocab_sha256)
 from lib.paths import CACHE_DIR
+from lib.settings import hub_offline, offline_flags
 
 
 
@@ -178,12 +179,12 @@ def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str |
         try:
             model, tokenizer = _from_pretrained(backbone)
         except (OSError, ValueError) as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+            offline = hub_offline()
             raise ModelError(
                 f"backbone {backbone!r} is not a local folder and could not be loaded from the Hugging Face "
                 f"hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Either the id "
                 "is wrong or the network is unreachable"
-                + (" (HF_HUB_OFFLINE is set)" if offline else "")
+                + (f" ({', '.join(offline_flags())} set)" if offline else "")
                 + "; check the id, or use backbone='embedded' offline") from exc
     if pooling is not None:
         meta["pooling"] = pooling

@@ -32,6 +32,7 @@ import yaml
 from lib import strategies
 from lib.errors import ConfigError
 from lib.paths import PROJ_ROOT
+from lib.settings import comma_list
 
 CONFIG_DIR = PROJ_ROOT / "configs"
 NOTEBOOK_DIR = PROJ_ROOT / "notebooks"
@@ -299,7 +300,7 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
     if key == "strategy" and isinstance(value, str) and value not in STRATEGIES:
         return f"'strategy' is {value!r}; use one of {', '.join(STRATEGIES)}"
     if key == "strategies" and isinstance(value, str):
-        bad = [s.strip() for s in value.split(",") if s.strip() and s.strip() not in STRATEGIES]
+        bad = [s for s in comma_list(value) if s not in STRATEGIES]
         if bad or not value.strip():
             return f"'strategies' is {value!r}; give a comma-separated list of {', '.join(STRATEGIES)}"
     if key == "dataset_choice" and isinstance(value, str) and value not in DATASET_CHOICES:
@@ -308,7 +309,7 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
         return f"'dureader_source' is {value!r}; use 'demo' (offline files) or 'hub'"
     if key == "datasets" and isinstance(value, str):
         allowed = _DATASETS_BY_NOTEBOOK.get(stem[:2], _LAREQA_DATASETS)
-        items = [d.strip() for d in value.split(",") if d.strip()]
+        items = comma_list(value)
         bad = [d for d in items if d not in allowed]
         if bad or not items:
             return f"'datasets' is {value!r}; give a comma-separated list of {', '.join(allowed)}"
@@ -327,7 +328,7 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
                 return f"'backbone': {exc}"
     if key == "hub_backbones" and isinstance(value, str) and value.strip():
         from lib.scaling import check_hub_id
-        for hub_id in (h.strip() for h in value.split(",") if h.strip()):
+        for hub_id in comma_list(value):
             try:
                 check_hub_id(hub_id)
             except ConfigError as exc:
@@ -360,7 +361,7 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
                 and not values.get("hub_backbones"):
             return "'size_axis' 'distilled' needs backbone 'embedded' (the students of lib.distill); use 'truncated'"
     if key == "budget_profiles" and isinstance(value, str):
-        for name in (n.strip() for n in value.split(",") if n.strip()):
+        for name in comma_list(value):
             try:
                 resolve_profile_path(name)
             except ConfigError as exc:

@@ -57,6 +57,7 @@ from lib.models import ZERO_SHOT, describe_model, trained_from, trained_models, 
 from lib.paths import results_dir
 from lib.results import upsert_csv
 from lib.timing import set_threads, spread
+from lib.settings import comma_list
 
 COLUMNS = ["model", "strategy", "alpha", "seed", "dataset", "index", "param", "value_name", "value"]
 OVERLAP = "overlap_at_10"
@@ -249,7 +250,7 @@ def find_models(profile: str, backbone: str = "embedded", num_layers: int = 0, m
         return [zero] + sorted(runs, key=lambda r: (registry.order_key(r.strategy), r.alpha, r.seed, r.name))
     by_name = {p.name: p for p in trained_models(profile)}
     out = []
-    for name in (n.strip() for n in models.split(",") if n.strip()):
+    for name in comma_list(models):
         if name in (ZERO_SHOT, zero.name):
             out.append(zero)
         elif name in by_name:

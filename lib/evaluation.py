@@ -59,6 +59,7 @@ from lib.models import ModelSpec, describe_model, safe_name, trained_from, train
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
 from lib.retrieval import _sha, block_ranks, encode_cached, resolve_encoder, texts_fingerprint
+from lib.settings import comma_list
 
 DATASETS = ("xquad_r", "mlqa_r")
 SETTINGS = ("mono", "cross", "multi")
@@ -394,9 +395,7 @@ def up_to_date(profile: str, spec: ModelSpec, dataset: str, data_fp: str, manife
 
 
 def _as_list(value, name: str) -> list[str]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",")]
-    items = [str(v) for v in value if str(v)]
+    items = comma_list(value)
     if not items:
         raise ConfigError(f"{name} is empty; give a comma-separated string or a list")
     return items

@@ -38,6 +38,7 @@ from lib.models import (ZERO_SHOT, ModelSpec, default_runs, describe_model, trai
                         zero_shot_name)
 from lib.paths import PROJ_ROOT
 from lib.retrieval import block_ranks, encode_cached, resolve_encoder, topk_search
+from lib.settings import comma_list
 
 MAX_LENGTH = 128  # as lib.evaluation.evaluate_model: the cache key includes it
 MARKS = {True: "\u2713", False: "\u2717", None: "\u00b7"}  # relevant, not relevant, unknown
@@ -74,7 +75,7 @@ def select_models(profile: str, backbone: str = "embedded", num_layers: int = 0,
     """
     table = model_table(profile, backbone, num_layers)
     if isinstance(models, str):
-        models = [m.strip() for m in models.split(",") if m.strip()]
+        models = comma_list(models)
     if not models:
         chosen = table[table["default"]]
     else:
@@ -111,10 +112,7 @@ def _langs(value) -> list[str] | None:
     """``"de, en"`` / ``["de", "en"]`` -> list; ``""`` / ``None`` / empty -> None (all languages)."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = value.split(",")
-    out = [str(v).strip() for v in value if str(v).strip()]
-    return out or None
+    return comma_list(value) or None
 
 
 @dataclass

@@ -27,6 +27,7 @@ from lib import paper  # noqa: E402
 from lib.models import zero_shot_name  # noqa: E402
 from lib.paths import results_dir  # noqa: E402
 from lib.plots import savefig  # noqa: E402
+from lib.settings import comma_list
 
 MAIN_LAYERS_NOTE = "rows of the full-depth backbone (notebook 04's models)"
 
@@ -65,7 +66,7 @@ def _main_metrics(profile: str) -> tuple[pd.DataFrame, list[str]]:
     layers = metrics.loc[metrics["model"] == zero, "layers"]
     if layers.empty:
         raise Missing(f"metrics.csv has no row of {zero}")
-    datasets = [d.strip() for d in str(values.get("datasets", "xquad_r,mlqa_r")).split(",") if d.strip()]
+    datasets = comma_list(values.get("datasets", "xquad_r,mlqa_r"))
     metrics = metrics[(metrics["layers"] == layers.iloc[0]) & metrics["dataset"].isin(datasets)
                       & metrics["setting"].isin(["mono", "cross", "multi"])]
     return metrics, [d for d in datasets if d in set(metrics["dataset"])]

@@ -31,6 +31,7 @@ from lib.mlqa_retrieval import (MAIN_METRIC, SPLIT, check_subsets, doc_ids, eval
                                 mteb_subset_name, parse_subset_name, views)
 from lib.mteb_adapter import EmbeddingMemo, MtebEncoder, model_meta
 from lib.paths import CACHE_DIR, atomic_write
+from lib.settings import offline_flags
 
 MTEB_TASKS = ("MLQARetrieval", "BelebeleRetrieval", "XPQARetrieval")
 # Agreement of compare_with_mteb: per subset |local - mteb| nDCG@10 at most MAX, mean over subsets at most MEAN.
@@ -83,11 +84,6 @@ def _datasets_progress(show: bool):
     finally:
         if was:
             datasets.enable_progress_bars()
-
-
-def _offline_flags() -> list[str]:
-    return [f for f in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-            if os.environ.get(f, "").strip() not in ("", "0", "false", "False")]
 
 
 def _looks_like_network_error(exc: BaseException) -> bool:
@@ -270,7 +266,7 @@ def run_mteb(encoder, tasks: Sequence[Any] = MTEB_TASKS, out_dir: str | os.PathL
     """
     mteb = _import_mteb(local=all(not isinstance(t, str) for t in tasks))
     names = [t for t in tasks if isinstance(t, str)]
-    flags = _offline_flags()
+    flags = offline_flags()
     if flags and names:
         raise DataError(f"run_mteb: {', '.join(flags)} is set, so the Hugging Face hub (where mteb reads the "
                         f"data of {names}) is not reachable; this is a network setting, not a wrong task "

@@ -39,6 +39,7 @@ from lib.config import NOTEBOOK_DIR, NotebookRun, load_profile, notebook_paramet
 from lib.errors import DataError, StudyError
 from lib.integrity import LockedError, RunLock, clean_stale_temps, describe_os_error, describe_stale
 from lib.paths import results_dir
+from lib.settings import comma_list
 
 KERNEL = "python3"
 EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -110,7 +111,7 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
             missing = [f for f in folders if not _finished(f)]
             if stem[:2] == "06":  # notebook 06 measures every trained run, or the runs named in `models`
                 run06 = next(r for r in selected if r.notebook.stem == stem)
-                wanted = [m.strip() for m in str(_values(run06).get("models", "")).split(",") if m.strip()]
+                wanted = comma_list(_values(run06).get("models", ""))
                 if wanted:
                     missing = [out / "models" / m for m in wanted
                                if m != "zero-shot" and not _finished(out / "models" / m)]
@@ -134,7 +135,7 @@ def needed_datasets(run: NotebookRun) -> list[str]:
 
     values = _values(run)
     stem = run.notebook.stem[:2]
-    listed = [d.strip() for d in str(values.get("datasets", "")).split(",") if d.strip()]
+    listed = comma_list(values.get("datasets", ""))
     training = ["mlqa_test", "tydiqa"]
     if stem == "01":
         return list(DATASETS)

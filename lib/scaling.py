@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from lib.models import arm_name, describe_model, num_layers_arg, safe_name, zero
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
+from lib.settings import comma_list, hub_offline
 
 DEFAULT_SIZES = (3, 6, 12)
 AXES = ("distilled", "truncated")  # students of lib.distill, or the backbone cut to its first k layers
@@ -75,8 +75,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?
 
 def parse_list(text: str | Sequence, name: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
     """'a, b' -> ('a', 'b'); ConfigError on an empty list, a repeat or a value outside ``allowed``."""
-    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
-    items = [s for s in items if s]
+    items = comma_list(text)
     if not items:
         raise ConfigError(f"{name}={text!r} is empty: give a comma-separated list, e.g. {','.join(allowed or ['a'])!r}")
     if len(set(items)) != len(items):
@@ -110,11 +109,6 @@ def check_hub_id(hub_id: str) -> str:
     return hub_id
 
 
-def _offline() -> bool:
-    return any(os.environ.get(f, "").strip() not in ("", "0", "false", "False")
-               for f in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def check_hub_backbone(hub_id: str) -> Path:
     """Local path of the backbone's ``config.json``, downloading it when allowed.
 
@@ -127,7 +121,7 @@ def check_hub_backbone(hub_id: str) -> Path:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     check_hub_id(hub_id)
-    offline = _offline()
+    offline = hub_offline()
     try:
         return Path(hf_hub_download(hub_id, "config.json", local_files_only=offline))
     except RepositoryNotFoundError as exc:

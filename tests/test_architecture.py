@@ -22,7 +22,7 @@ from lib.paths import PROJ_ROOT
 
 LIB = PROJ_ROOT / "lib"
 LAYERS = {
-    0: {"__init__", "errors", "paths", "strategies", "metric_registry", "integrity", "results"},
+    0: {"__init__", "errors", "paths", "settings", "strategies", "metric_registry", "integrity", "results"},
     1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "embedded_model", "backbones",
         "model_store", "metrics", "stats"},
     2: {"sampling", "retrieval", "timing", "models"},
