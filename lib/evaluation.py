@@ -41,7 +41,6 @@ pair is present, as in both datasets).
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ from lib.errors import ConfigError, DataError, ModelError
 from lib.metric_registry import family, in_setting
 from lib.models import ModelSpec, describe_model, safe_name, trained_from, trained_models, zero_shot_name
 from lib.paths import atomic_write, results_dir
-from lib.results import upsert_csv
+from lib.results import manifest_path, read_manifest, record, upsert_csv
 from lib.retrieval import _sha, block_ranks, encode_cached, resolve_encoder, texts_fingerprint
 from lib.settings import comma_list
 
@@ -237,28 +236,6 @@ def per_query_path(profile: str, model: str, dataset: str) -> Path:
     return results_dir(profile) / "per_query" / f"{safe_name(model)}__{dataset}.parquet"
 
 
-def manifest_path(profile: str) -> Path:
-    return results_dir(profile) / "evaluations.json"
-
-
-def read_manifest(profile: str) -> dict:
-    path = manifest_path(profile)
-    if not path.is_file():
-        return {"profile": profile, "entries": {}}
-    manifest = json.loads(path.read_text())
-    if manifest.get("profile") != profile:
-        raise ConfigError(f"{path} belongs to profile {manifest.get('profile')!r}, not {profile!r}: it was "
-                          f"copied from another profile's results; delete it or use profile={manifest.get('profile')!r}")
-    return manifest
-
-
-def _write_manifest_entry(profile: str, key: str, entry: dict) -> None:
-    manifest = read_manifest(profile)
-    manifest["entries"][key] = entry
-    with atomic_write(manifest_path(profile)) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-
-
 def check_max_items(profile: str, max_items: int, datasets: Sequence[str] = DATASETS) -> pd.DataFrame:
     """The evaluations recorded for ``datasets``; error if one used another ``max_items``
     (a notebook reading results must read those of the subset it was asked about)."""
@@ -379,7 +356,7 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
         with atomic_write(path) as tmp:
             per_query.to_parquet(tmp, index=False)
         upsert_metrics(profile, rows)
-        _write_manifest_entry(profile, f"{spec.name}__{dataset}", {
+        record(profile, f"{spec.name}__{dataset}", {
             "model_fingerprint": spec.fingerprint, "data_fingerprint": data_fingerprint(data),
             "eval_version": EVAL_VERSION, "max_items": int(max_items), "max_length": int(max_length),
             "n_queries": int(len(lay.queries)), "n_candidates": int(len(lay.docs))})

@@ -37,10 +37,8 @@ The ``mteb`` package runs the same task through :mod:`lib.mteb_eval`.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -52,7 +50,8 @@ from lib.errors import ConfigError, DataError
 from lib.evaluation import METRIC_COLUMNS as EVALUATION_COLUMNS, metrics_path, per_query_path, upsert_metrics
 from lib.metric_registry import ranx_names
 from lib.metrics import average_precisions, topk_metrics
-from lib.paths import atomic_write, results_dir
+from lib.paths import atomic_write
+from lib.results import read_manifest, record
 
 DATASET = "mlqa_retrieval"
 SPLIT = "validation"
@@ -335,17 +334,10 @@ def write_mlqa_results(result: MlqaResult, profile: str, *, model: str, strategy
     return rows
 
 
-def _manifest_path(profile: str) -> Path:
-    return results_dir(profile) / "mlqa_retrieval_evaluations.json"
-
-
 def record_evaluation(profile: str, model: str, key: dict) -> None:
-    """Remember what (model fingerprint, settings) produced the model's MLQARetrieval rows."""
-    path = _manifest_path(profile)
-    entries = json.loads(path.read_text()) if path.is_file() else {}
-    entries[model] = key
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+    """Remember what (model fingerprint, settings) produced the model's MLQARetrieval rows (the profile's
+    one evaluation manifest, ``lib.results``)."""
+    record(profile, f"{model}__{DATASET}", key)
 
 
 def has_results(profile: str, model: str, key: dict | None = None) -> bool:
@@ -354,9 +346,7 @@ def has_results(profile: str, model: str, key: dict | None = None) -> bool:
     path = metrics_path(profile)
     if not (path.is_file() and per_query_path(profile, model, DATASET).is_file()):
         return False
-    if key is not None:
-        manifest = _manifest_path(profile)
-        if not manifest.is_file() or json.loads(manifest.read_text()).get(model) != key:
-            return False
+    if key is not None and read_manifest(profile)["entries"].get(f"{model}__{DATASET}") != key:
+        return False
     frame = pd.read_csv(path, usecols=["model", "dataset"], dtype=str)
     return bool(((frame["model"] == model) & (frame["dataset"] == DATASET)).any())

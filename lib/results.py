@@ -4,6 +4,12 @@
 beside the file, so an interrupted write leaves the old table and two
 writers never lose each other's rows. ``metrics.csv``, ``efficiency.csv``
 and ``scaling.csv`` are all written through it.
+
+The manifest ``results/<profile>/evaluations.json`` (:func:`read_manifest`,
+:func:`record`) is the one record of what produced each evaluation: an entry
+per ``<model>__<dataset>`` (LAReQA datasets and MLQARetrieval alike) with
+the model fingerprint and the settings, so a notebook knows which
+evaluations are fresh.
 """
 from __future__ import annotations
 
@@ -11,8 +17,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import json
+
+from lib.errors import ConfigError
 from lib.integrity import folder_lock
-from lib.paths import atomic_write
+from lib.paths import atomic_write, results_dir
+
+MANIFEST = "evaluations.json"
 
 
 def upsert_csv(path: str | os.PathLike, rows, keys: Sequence[str], *, old=None, sort_by: Sequence[str] = (),
@@ -55,3 +66,31 @@ def _upsert_locked(path: Path, rows, keys, old, sort_by, fill, read_kwargs):
     with atomic_write(path) as tmp:
         merged.to_csv(tmp, index=False)
     return merged
+
+
+def manifest_path(profile: str) -> Path:
+    return results_dir(profile) / MANIFEST
+
+
+def read_manifest(profile: str) -> dict:
+    """``{"profile": ..., "entries": {"<model>__<dataset>": {...}}}``; empty when nothing was evaluated.
+    ConfigError when the file belongs to another profile (copied between results folders)."""
+    path = manifest_path(profile)
+    if not path.is_file():
+        return {"profile": profile, "entries": {}}
+    manifest = json.loads(path.read_text())
+    if manifest.get("profile") != profile:
+        raise ConfigError(f"{path} belongs to profile {manifest.get('profile')!r}, not {profile!r}: it was "
+                          f"copied from another profile's results; delete it or use profile={manifest.get('profile')!r}")
+    return manifest
+
+
+def record(profile: str, key: str, entry: dict) -> None:
+    """Set one manifest entry (atomically, under the manifest's lock)."""
+    path = manifest_path(profile)
+    with folder_lock(path.parent, path.name):
+        manifest = read_manifest(profile)
+        manifest["entries"][key] = entry
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from lib import checkpoints as CK
+from lib import results as results_store
 from lib import evaluation as E
 from lib import models
 from lib import retrieval as R
@@ -19,7 +20,7 @@ from tiny_model import build_tiny_encoder
 @pytest.fixture
 def results(tmp_path, monkeypatch):
     fake = lambda profile: tmp_path / profile  # noqa: E731
-    for module in (E, models, R, CK):
+    for module in (E, models, R, CK, results_store):
         monkeypatch.setattr(module, "results_dir", fake)
     return tmp_path
 

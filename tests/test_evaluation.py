@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib import results as results_store
 from lib import evaluation as E
 from lib import metrics as M
 from lib import models
@@ -43,6 +44,7 @@ def results(tmp_path, monkeypatch):
     """Redirect results/<profile>/ into a temporary folder."""
     fake = lambda profile: tmp_path / profile  # noqa: E731
     monkeypatch.setattr(E, "results_dir", fake)
+    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
     monkeypatch.setattr(models, "results_dir", fake)
     monkeypatch.setattr(R, "results_dir", fake)
     return tmp_path

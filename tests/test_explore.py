@@ -8,6 +8,7 @@ import types
 import numpy as np
 import pytest
 
+from lib import results as results_store
 from lib import evaluation as E
 from lib import explore as X
 from lib import explore_widget
@@ -30,6 +31,7 @@ def profile(tmp_path, monkeypatch):
     """results/unit/ in a temporary folder: a tiny 'backbone' folder and runs trained from it."""
     fake = lambda profile: tmp_path / profile  # noqa: E731
     monkeypatch.setattr(E, "results_dir", fake)
+    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
     monkeypatch.setattr(models, "results_dir", fake)
     monkeypatch.setattr(R, "results_dir", fake)
     base = tmp_path / "base"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib import results as results_store
 from lib import mlqa_retrieval as MR
 from lib import mteb_adapter as MA
 from lib import mteb_eval as ME
@@ -165,7 +166,7 @@ def test_write_results_upserts_metrics_csv(tiny_encoder, tmp_path, monkeypatch):
     import lib.evaluation as EV
 
     monkeypatch.setattr(EV, "results_dir", lambda profile: tmp_path / profile)
-    monkeypatch.setattr(MR, "results_dir", lambda profile: tmp_path / profile)
+    monkeypatch.setattr(results_store, "results_dir", lambda profile: tmp_path / profile)  # the evaluation manifest
     result = MR.evaluate_mlqa_retrieval(tiny_encoder, synthetic_subsets(2), max_items=2, max_length=32)
     assert not MR.has_results("t", "zero-shot_L2")
     MR.write_mlqa_results(result, "t", model="zero-shot_L2", strategy="zero-shot", layers=2)

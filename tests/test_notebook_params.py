@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from lib import results as results_store
 from lib import notebook as nbp
 from lib.config import list_notebooks, notebook_parameters
 from lib.errors import ConfigError
@@ -125,6 +126,7 @@ def test_max_items_mismatch_names_the_parameter(tmp_path, monkeypatch):
     from lib import evaluation
 
     monkeypatch.setattr(evaluation, "results_dir", lambda profile: tmp_path / profile)
+    monkeypatch.setattr(results_store, "results_dir", lambda profile: tmp_path / profile)  # the evaluation manifest
     (tmp_path / "p").mkdir()
     entry = {"max_items": 30, "model_fingerprint": "m", "data_fingerprint": "d"}
     (tmp_path / "p" / "evaluations.json").write_text(json.dumps(

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lib import results as results_store
 from lib import evaluation as E
 from lib import retrieval as R
 from test_evaluation import tiny_set
@@ -24,6 +25,7 @@ from test_evaluation import tiny_set
 def results(tmp_path, monkeypatch):
     fake = lambda profile: tmp_path / profile  # noqa: E731
     monkeypatch.setattr(E, "results_dir", fake)
+    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
     monkeypatch.setattr(R, "results_dir", fake)
     monkeypatch.setenv("HBT_BF16", "0")  # fp32 encoding, so an fp32 oracle matches to 1e-5
     return tmp_path

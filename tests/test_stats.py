@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from lib import results as results_store
 from lib import stats as S
 from lib.errors import DataError
 
@@ -165,6 +166,7 @@ def test_check_claims_on_synthetic_arms(tmp_path, monkeypatch, hybrid_shift, exp
     from lib import paper
 
     monkeypatch.setattr(E, "results_dir", lambda profile: tmp_path / profile)
+    monkeypatch.setattr(results_store, "results_dir", lambda profile: tmp_path / profile)  # the evaluation manifest
     rng = np.random.default_rng(0)
     good = hybrid_shift > 0
     arms = [_write_arm("unit", "mono_s0", "mono", 1.0, 0.0, 400, rng),
@@ -186,6 +188,7 @@ def test_check_claims_without_trained_arms_is_inconclusive(tmp_path, monkeypatch
     from lib import paper
 
     monkeypatch.setattr(E, "results_dir", lambda profile: tmp_path / profile)
+    monkeypatch.setattr(results_store, "results_dir", lambda profile: tmp_path / profile)  # the evaluation manifest
     metrics = pd.DataFrame([_write_arm("unit", "zero-shot", "zero-shot", np.nan, 0.0, 400,
                                        np.random.default_rng(0))])
     verdicts, _ = paper.check_claims("unit", metrics, n_permutations=100, n_bootstrap=100)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import lib.stats as S
+from lib import results as results_store
 
 N_ITEMS, N_LANGS = 100, 3
 R = 200  # simulated studies per check
@@ -160,6 +161,7 @@ def _arms(tmp_path, monkeypatch, seed_shifts_hybrid):
     from test_stats import _write_arm
 
     monkeypatch.setattr(E, "results_dir", lambda profile: tmp_path / profile)
+    monkeypatch.setattr(results_store, "results_dir", lambda profile: tmp_path / profile)  # the evaluation manifest
     rng = np.random.default_rng(0)
     arms = [_write_arm("unit", f"mono_s{s}", "mono", 1.0, 0.0, 400, rng) for s in range(3)]
     arms += [_write_arm("unit", f"cross_s{s}", "cross", 0.0, 0.0, 300, rng) for s in range(3)]

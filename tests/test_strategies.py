@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lib import evaluation as E
+from lib import results as results_store
 from lib import models
 from lib import retrieval as R
 from lib import strategies
@@ -66,6 +67,7 @@ def test_a_registered_strategy_runs_through_sampling_training_and_evaluation(mos
 
     fake = lambda profile: tmp_path / profile  # noqa: E731
     monkeypatch.setattr(E, "results_dir", fake)
+    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
     monkeypatch.setattr(R, "results_dir", fake)
     spec = models.describe_model(str(run))
     assert (spec.strategy, spec.alpha) == (mostly_mono, 0.9)
