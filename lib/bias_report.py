@@ -162,3 +162,49 @@ def figure_rank_distance(bias: pd.DataFrame, datasets: Sequence[str]):
     fig.suptitle("Rank distance: lowest- minus highest-ranked relevant candidate (lower = less language bias)",
                  fontsize=10)
     return fig
+
+
+def conclusion(rank_distance: pd.DataFrame, summary: pd.DataFrame, n_langs: Mapping[str, int],
+               comparisons: pd.DataFrame | None = None) -> list[str]:
+    """Notebook 05's conclusion in plain lines.
+
+    ``rank_distance``: mean rank distance, one row per arm, one column per dataset (the ``ours`` rows of
+    :func:`lib.paper_tables.beside_paper_rd`); ``summary``: ``05_bias_summary.csv`` indexed by
+    (dataset, arm); ``comparisons``: notebook 04's ``comparisons.csv`` (the rank-distance rows of hybrid
+    against mono give the interval of the difference over seeds and questions), optional.
+    """
+    lines = []
+    arms = ordered(rank_distance.index)
+    for d in rank_distance.columns:
+        col = rank_distance[d].dropna()
+        if col.empty:
+            continue
+        text = ", ".join(f"{label(a)} {col[a]:.1f}" for a in arms if a in col.index)
+        lines.append(f"{_ds(d)}: mean rank distance {text} (lower: less language bias).")
+        if not {"hybrid", "mono"} <= set(col.index):
+            continue
+        rel = col["hybrid"] / col["mono"] - 1
+        line = f"{_ds(d)}: hybrid against mono {rel:+.1%} ({col['hybrid'] - col['mono']:+.2f} ranks)"
+        if comparisons is not None and len(comparisons):
+            rows = comparisons[(comparisons["metric"] == "rank_distance") & (comparisons["dataset"] == d)
+                               & (comparisons["a"] == "hybrid") & (comparisons["b"] == "mono")
+                               & (comparisons.get("subset", "all") == "all")]
+            if len(rows):
+                r = rows.iloc[0]
+                line += (f", 95% interval {r['ci_low'] / col['mono']:+.1%} to {r['ci_high'] / col['mono']:+.1%} "
+                         f"({r['ci_low']:+.2f} to {r['ci_high']:+.2f} ranks; notebook 04's claim {r['claim']}: "
+                         f"{r['outcome']})")
+        lines.append(line + ".")
+    for d in dict.fromkeys(summary.index.get_level_values(0)):
+        part = summary.loc[d]
+        share = part["top10_same_lang_share"].dropna()
+        if len(share):
+            lines.append(f"{_ds(d)}: share of the top 10 in the question's language "
+                         + ", ".join(f"{label(a)} {share[a]:.0%}" for a in ordered(share.index))
+                         + (f" (no preference: {1 / n_langs[d]:.0%})" if d in n_langs else "") + ".")
+        own = part[["own_rank", "other_rank"]].dropna()
+        if len(own):
+            lines.append(f"{_ds(d)}: own-language relevant candidate at rank / the other languages' at rank "
+                         + ", ".join(f"{label(a)} {own.loc[a, 'own_rank']:.1f} / {own.loc[a, 'other_rank']:.1f}"
+                                     for a in ordered(own.index)) + ".")
+    return lines

@@ -34,6 +34,10 @@ from lib.errors import ConfigError
 from lib.paths import PROJ_ROOT
 from lib.settings import comma_list
 
+# The modules that bring torch or pandas (backbones, sampling, scaling, training) are imported inside the
+# functions that check values with them: importing lib.config stays at 0.06 s instead of 2.4 s, so
+# `python -m lib.runner --help`, a mistyped profile and lib.notebook answer at once.
+
 CONFIG_DIR = PROJ_ROOT / "configs"
 NOTEBOOK_DIR = PROJ_ROOT / "notebooks"
 TOP_KEYS = {"description", "common", "notebooks"}
@@ -262,7 +266,7 @@ def backbone_layers(backbone: str) -> int | None:
 
 def _backbone_folder(backbone: str) -> Path | None:
     """The folder a path-like backbone names (relative to notebooks/, where the notebooks run), else None."""
-    from lib.backbones import _looks_like_path
+    from lib.backbones import _looks_like_path  # lazy: torch, see the note at the imports
 
     path = Path(backbone).expanduser()
     if not path.is_absolute():
@@ -274,7 +278,7 @@ def _backbone_folder(backbone: str) -> Path | None:
 
 def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> str | None:
     """What is wrong with one parameter's value (None: fine). Only names whose meaning is fixed are checked."""
-    from lib.sampling import DATASET_CHOICES
+    from lib.sampling import DATASET_CHOICES  # lazy: pandas, see the note at the imports
 
     STRATEGIES = strategies.trained_names()
 
@@ -321,13 +325,13 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
             return (f"'backbone' {value!r}: no model folder with a config.json at {folder} (relative paths are "
                     "taken from notebooks/); use 'embedded', a folder written by Encoder.save, or a hub id")
         if folder is None and value != "embedded":
-            from lib.scaling import check_hub_id
+            from lib.scaling import check_hub_id  # lazy: torch, see the note at the imports
             try:
                 check_hub_id(value)
             except ConfigError as exc:
                 return f"'backbone': {exc}"
     if key == "hub_backbones" and isinstance(value, str) and value.strip():
-        from lib.scaling import check_hub_id
+        from lib.scaling import check_hub_id  # lazy: torch, see the note at the imports
         for hub_id in comma_list(value):
             try:
                 check_hub_id(hub_id)
@@ -338,7 +342,7 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
         if depth is not None and value > depth:
             return f"'num_layers' is {value}, but backbone {values['backbone']!r} has {depth} layers (0 keeps all)"
     if key == "layer_sizes" and isinstance(value, str):
-        from lib.scaling import parse_sizes
+        from lib.scaling import parse_sizes  # lazy: torch, see the note at the imports
         try:
             sizes = parse_sizes(value)
         except ConfigError as exc:
@@ -348,13 +352,13 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
             return (f"'layer_sizes' {value!r}: backbone {values.get('backbone', 'embedded')!r} has {depth} layers, "
                     f"so each size must be in 1..{depth}")
     if key == "seeds" and isinstance(value, str):
-        from lib.scaling import parse_seeds
+        from lib.scaling import parse_seeds  # lazy: torch, see the note at the imports
         try:
             parse_seeds(value)
         except ConfigError as exc:
             return f"'seeds': {exc}"
     if key == "size_axis" and isinstance(value, str):
-        from lib.scaling import AXES
+        from lib.scaling import AXES  # lazy: torch, see the note at the imports
         if value not in AXES:
             return f"'size_axis' is {value!r}; use one of {', '.join(AXES)}"
         if value == "distilled" and values.get("backbone", "embedded") != "embedded" \
@@ -381,7 +385,7 @@ def validate_values(run: NotebookRun, declared: dict[str, dict[str, Any]], where
             source = "set in the profile" if key in run.parameters else "the notebook's default"
             raise ConfigError(f"{where}: {problem} ({source}).")
     if run.notebook.stem.startswith("03"):
-        from lib.training import config_from  # the training notebook builds exactly this
+        from lib.training import config_from  # what notebook 03 builds; lazy: torch, see the note at the imports
 
         try:
             config_from(values)

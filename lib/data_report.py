@@ -91,3 +91,65 @@ def figure_token_lengths(lengths: pd.DataFrame, ncols: int = 4):
     fig.legend(handles, labels, loc="outside lower center", ncols=len(LIMITS), title="length limits")
     fig.suptitle("Token lengths (boxes: quartiles, whiskers 1.5 IQR, outliers hidden)")
     return fig
+
+
+def _langs_of(frame: pd.DataFrame, column: str) -> str:
+    return " ".join(sorted(set(frame[column]) - {""}))
+
+
+def conclusion(summary: pd.DataFrame, par: pd.DataFrame, pairs: pd.DataFrame | None = None,
+               lengths: pd.DataFrame | None = None, limit: int = 128) -> list[str]:
+    """Notebook 01's conclusion in plain lines, computed from its tables.
+
+    ``summary``: :func:`lib.training_data.data_summary`; ``par``: :func:`lib.training_data.parallelism`;
+    ``pairs``: the training pairs (their ``positive`` column); ``lengths``: :func:`lib.data.token_lengths`
+    (the share of texts over ``limit`` tokens per role).
+    """
+    summary = summary.fillna({"query_lang": "", "doc_lang": ""})
+    lines = []
+    train = summary[summary["role"] == "pair"]
+    for name in [d for d in DATASET_ORDER if d in set(train["dataset"])]:
+        part = train[train["dataset"] == name]
+        split = part.groupby("split")["count"].sum()
+        per_lang = part.groupby("query_lang")["count"].sum().sort_values(ascending=False, kind="stable")
+        lines.append(f"Training pairs, {name}: {int(split.sum()):,} ({int(split.get('train', 0)):,} train / "
+                     f"{int(split.get('val', 0)):,} val); questions in {_langs_of(part, 'query_lang')}, passages in "
+                     f"{_langs_of(part, 'doc_lang')}; per question language: "
+                     + ", ".join(f"{lang} {int(n):,}" for lang, n in per_lang.items()) + ".")
+    evaluation = summary[summary["role"].isin(["question", "candidate"])]
+    parts = []
+    for name in [d for d in DATASET_ORDER if d in set(evaluation["dataset"])]:
+        part = evaluation[evaluation["dataset"] == name]
+        sizes = part.groupby("role")["count"].sum()
+        langs = sorted((set(part["query_lang"]) | set(part["doc_lang"])) - {""})
+        parts.append(f"{name} {int(sizes.get('question', 0)):,} questions / {int(sizes.get('candidate', 0)):,} "
+                     f"candidates ({len(langs)} language{'s' if len(langs) != 1 else ''})")
+    if parts:
+        lines.append("Evaluation sets: " + "; ".join(parts) + ".")
+    for (name, side), part in par.groupby(["dataset", "side"], sort=False):
+        k = np.repeat(part["k"].to_numpy(), part["items"].to_numpy())
+        if not len(k):
+            continue
+        lines.append(f"Parallelism, {name} ({side}s): {len(k):,} items, languages per item median "
+                     f"{float(np.median(k)):g} (min {int(k.min())}, max {int(k.max())}); "
+                     f"{float((k >= 2).mean()):.0%} exist in two or more languages.")
+    if pairs is not None and "positive" in pairs.columns and len(pairs):
+        share = (pairs["positive"] == "sentence").groupby(pairs["dataset"]).mean()
+        lines.append("Sentence positives (the rest are whole paragraphs): "
+                     + ", ".join(f"{d} {s:.0%}" for d, s in share.items()) + ".")
+    if lengths is not None and len(lengths):
+        over = (lengths["tokens"] > limit).groupby(lengths["role"]).mean().sort_values(kind="stable")
+        lines.append(f"Texts over {limit} tokens: " + ", ".join(f"{r} {s:.1%}" for r, s in over.items()) + ".")
+    seen = set(train["query_lang"]) | set(train["doc_lang"])
+    unseen = {}
+    for name in [d for d in DATASET_ORDER if d in set(evaluation["dataset"])]:
+        part = evaluation[evaluation["dataset"] == name]
+        for lang in sorted((set(part["query_lang"]) | set(part["doc_lang"])) - seen - {""}):
+            unseen.setdefault(lang, []).append(name)
+    if unseen:
+        plural = "s" if len(unseen) != 1 else ""
+        lines.append(f"Never seen in training ({len(unseen)} language{plural}, evaluation only): "
+                     + ", ".join(f"{lang} ({', '.join(ds)})" for lang, ds in sorted(unseen.items())) + ".")
+    else:
+        lines.append("Every evaluation language occurs in the training pairs.")
+    return lines

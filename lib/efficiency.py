@@ -49,13 +49,16 @@ from tqdm.auto import tqdm
 
 from lib import strategies as registry
 from lib.clustering import language_clustering
+from lib.embedded_model import embedded_model_dir
 from lib.encoding_cost import e2e_latencies, encoding_costs, time_end_to_end
 from lib.errors import ConfigError
+from lib.evaluation import layout
 from lib.indexes import (DUREADER_METRICS, FAMILIES, IndexSpec, build_index, check_spec, default_specs, index_size, labelled_metrics,
                          overlap_at_k, set_knob, time_batch, time_single, truncate)
 from lib.models import ZERO_SHOT, describe_model, trained_from, trained_models, zero_shot_model
 from lib.paths import results_dir
 from lib.results import upsert_csv
+from lib.retrieval import encode_cached
 from lib.timing import set_threads, spread
 from lib.settings import comma_list
 
@@ -278,8 +281,6 @@ class Workload:
 def evaluation_order(rset):
     """``rset`` with queries and docs in ``lib.evaluation``'s order (docs sorted by language, queries
     with a relevant doc), so that both share the embedding cache of a model and dataset."""
-    from lib.evaluation import layout
-
     lay = layout(rset)
     return type(rset)(lay.queries, lay.docs, rset.qrels, getattr(rset, "name", ""))
 
@@ -299,8 +300,6 @@ def query_sample(queries: pd.DataFrame, n: int, seed: int = 0) -> np.ndarray:
 def embed_workload(spec, encoder, wl: Workload, profile: str) -> tuple[np.ndarray, np.ndarray]:
     """Query and passage embeddings of a workload, through lib.retrieval's embedding cache
     (``encoder``: an Encoder, or a loader called only on a cache miss)."""
-    from lib.retrieval import encode_cached
-
     common = dict(profile=profile, model=spec.name, dataset=wl.dataset, model_fp=spec.fingerprint)
     q = encode_cached(encoder, wl.rset.queries["text"].tolist(), "query",
                       max_length=wl.query_max_length, **common)
@@ -403,10 +402,9 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
 
 def load_tokenizer(backbone: str = "embedded"):
     """The backbone's tokenizer alone (every model of the study shares it)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: lib's modules import without transformers
 
     if backbone == "embedded":
-        from lib.embedded_model import embedded_model_dir
         backbone = str(embedded_model_dir())
     return AutoTokenizer.from_pretrained(backbone)
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from lib import strategies
+from lib.data import load_lareqa
 from lib.errors import ConfigError
 from lib.evaluation import Layout, check_dataset, layout
 from lib.metrics import average_precision, rank_distance
@@ -149,7 +150,7 @@ class Explorer:
         """The model itself (loaded on first use: only typed questions need it)."""
         if name not in self._loaders:
             self._loaders[name] = resolve_encoder(self.spec(name).load)
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # lazy: only typed questions load a model
 
         shown = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # no "Loading weights" bar per model in the notebook
@@ -205,7 +206,6 @@ def open_explorer(profile: str, dataset: str = "xquad_r", *, backbone: str = "em
     """
     check_dataset(dataset)
     if data is None:
-        from lib.data import load_lareqa
         data = load_lareqa(dataset, max_items=max_items)
     specs = select_models(profile, backbone, num_layers, models)
     return Explorer(profile, dataset, int(max_items), layout(data), specs)
@@ -354,3 +354,38 @@ def rank_summary(ranks: pd.DataFrame) -> pd.DataFrame:
                           by_model.apply(lambda r: round(average_precision(r.to_numpy()), 3))],
                          index=["rank distance", "AP"])[order]
     return pd.concat([wide.astype(object), extra.astype(object)])
+
+
+def conclusion(hits: pd.DataFrame, questions: pd.DataFrame | None = None, ranks: pd.DataFrame | None = None,
+               qid: str = "") -> list[str]:
+    """Notebook 08's conclusion in plain lines: for the example question (:func:`search` rows) the
+    languages of each model's top k and how many are relevant; over the listed questions
+    (:func:`question_table`) the mean rank distance per model; for the picked question (``qid``,
+    :func:`question_ranks`) its rank distance and own-language rank per model."""
+    lines = []
+    models = list(dict.fromkeys(hits["model"]))
+    k = int(hits["rank"].max()) if len(hits) else 0
+    parts = []
+    for m in models:
+        part = hits[hits["model"] == m]
+        langs = part["lang"].value_counts(sort=False).sort_values(ascending=False, kind="stable")
+        text = " ".join(f"{lang} {n}" for lang, n in langs.items())
+        known = part["relevant"].dropna()
+        if len(known):
+            text += f"; {int(known.astype(bool).sum())} relevant"
+        parts.append(f"{m}: {text}")
+    if parts:
+        lines.append(f"Example question, languages of the top {k}: " + " | ".join(parts) + ".")
+    if questions is not None and len(questions):
+        means = {m: float(questions[m].mean()) for m in models if m in questions.columns}
+        if means:
+            lines.append(f"Over the {len(questions)} listed questions, mean rank distance: "
+                         + ", ".join(f"{m} {v:.1f}" for m, v in means.items()) + " (lower: less language bias).")
+    if ranks is not None and len(ranks):
+        parts = []
+        for m, part in ranks.groupby("model", sort=False):
+            own = part.loc[part["same_lang"], "rank"]
+            parts.append(f"{m} {rank_distance(part['rank'].to_numpy()):.0f}"
+                         + (f" (own language at rank {int(own.iloc[0])})" if len(own) else ""))
+        lines.append(f"Question {qid or '?'}: rank distance " + ", ".join(parts) + ".")
+    return lines

@@ -23,11 +23,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from lib import paper  # noqa: E402
+from lib import (bias_report, data, data_report, efficiency_report, evaluation_report, paper,  # noqa: E402
+                 sampling_report, scaling_report, training_data, training_report)
+from lib.backbones import load_encoder  # noqa: E402
+from lib.data_files import LANGS  # noqa: E402
 from lib.models import zero_shot_name  # noqa: E402
+from lib.notebook import committed_defaults, profile_values  # noqa: E402
 from lib.paths import results_dir  # noqa: E402
 from lib.plots import savefig  # noqa: E402
-from lib.settings import comma_list
+from lib.sampling import BatchSampler, batches_frame  # noqa: E402
+from lib.settings import comma_list  # noqa: E402
+from lib.strategies import trained_names  # noqa: E402
 
 MAIN_LAYERS_NOTE = "rows of the full-depth backbone (notebook 04's models)"
 
@@ -50,8 +56,6 @@ def _csv(profile: str, name: str) -> pd.DataFrame:
 
 def _notebook_values(profile: str, notebook: str) -> dict:
     """The parameters a run of ``notebook`` on ``profile`` gets (profile values over the notebook's defaults)."""
-    from lib.notebook import committed_defaults, profile_values
-
     values = {k: v.get("default") for k, v in committed_defaults(notebook).items()}
     values.update(profile_values(profile, notebook)[1])
     return values
@@ -77,19 +81,15 @@ def _main_metrics(profile: str) -> tuple[pd.DataFrame, list[str]]:
 
 
 def figures_01(profile: str):
-    from lib import data, training_data
-    from lib import data_report as report
-    from lib.backbones import load_encoder
-
     values = _notebook_values(profile, "01_data_preparation")
     summary = _csv(profile, "data_summary.csv")
     pairs = training_data.load_training_pairs()
-    yield "01_language_pairs", lambda: report.figure_language_pairs(summary, pairs)
-    yield "01_parallelism", lambda: report.figure_parallelism(training_data.parallelism())
+    yield "01_language_pairs", lambda: data_report.figure_language_pairs(summary, pairs)
+    yield "01_parallelism", lambda: data_report.figure_parallelism(training_data.parallelism())
 
     def lengths():
         tokenizer = load_encoder(values.get("backbone", "embedded")).tokenizer
-        return report.figure_token_lengths(
+        return data_report.figure_token_lengths(
             data.token_lengths(training_data.text_samples(max_items=values.get("max_items", 0)), tokenizer))
     yield "01_token_lengths", lengths
 
@@ -97,12 +97,8 @@ def figures_01(profile: str):
 def sampled_frames(profile: str) -> tuple[dict, pd.DataFrame, list, dict]:
     """Notebook 02's sampled batches: read from ``results/<profile>/sampling/`` when there, else drawn again
     with the profile's parameters (sampling is deterministic given the seed)."""
-    from lib.training_data import load_training_pairs
-    from lib.sampling import BatchSampler, batches_frame
-    from lib.strategies import trained_names
-
     v = _notebook_values(profile, "02_batch_sampling")
-    pairs = load_training_pairs(max_items=v["max_items"])
+    pairs = training_data.load_training_pairs(max_items=v["max_items"])
     samplers = {n: BatchSampler(pairs, n, v["batch_size"], alpha=v["alpha"], seed=v["seed"],
                                 dataset_choice=v["dataset_choice"]) for n in trained_names()}
     folder = results_dir(profile) / "sampling"
@@ -117,83 +113,71 @@ def sampled_frames(profile: str) -> tuple[dict, pd.DataFrame, list, dict]:
 
 
 def figures_02(profile: str):
-    from lib import sampling_report as report
-
     frames, probs, langs, v = sampled_frames(profile)
-    yield "02_language_heatmaps", lambda: report.figure_language_heatmaps(frames, langs, v["alpha"], v["steps"],
-                                                                          v["batch_size"])
-    yield "02_mono_share", lambda: report.figure_mono_share(frames, v["alpha"])
-    yield "02_languages_per_batch", lambda: report.figure_languages_per_batch(frames)
-    yield "02_dataset_shares", lambda: report.figure_dataset_shares(report.dataset_share_table(frames, probs))
+    yield "02_language_heatmaps", lambda: sampling_report.figure_language_heatmaps(frames, langs, v["alpha"],
+                                                                                   v["steps"], v["batch_size"])
+    yield "02_mono_share", lambda: sampling_report.figure_mono_share(frames, v["alpha"])
+    yield "02_languages_per_batch", lambda: sampling_report.figure_languages_per_batch(frames)
+    yield "02_dataset_shares", lambda: sampling_report.figure_dataset_shares(
+        sampling_report.dataset_share_table(frames, probs))
 
 
 def figures_03(profile: str):
-    from lib import training_report as report
-
     values = _notebook_values(profile, "03_training")
-    logs = report.load_train_logs(profile, num_layers=values.get("num_layers", 0))
+    logs = training_report.load_train_logs(profile, num_layers=values.get("num_layers", 0))
     if logs.empty:
         raise Missing(f"no train_log.csv under {results_dir(profile) / 'models'} (models are not kept in git)")
-    yield "03_loss_grid", lambda: report.figure_loss_grid(logs)
+    yield "03_loss_grid", lambda: training_report.figure_loss_grid(logs)
 
 
 def figures_04(profile: str):
-    from lib import evaluation_report as report
-
     metrics, datasets = _main_metrics(profile)
     comparisons = paper.read_comparisons(_path(profile, "comparisons.csv"))
-    yield "04_map_by_strategy", lambda: report.figure_gaps(comparisons, metrics, datasets=datasets)
+    yield "04_map_by_strategy", lambda: evaluation_report.figure_gaps(comparisons, metrics, datasets=datasets)
     if "xquad_r" in datasets:
-        yield "04_seen_unseen", lambda: report.figure_seen_unseen(comparisons, "xquad_r")
-    limit = report.heatmap_diff_limit(metrics, datasets)
+        yield "04_seen_unseen", lambda: evaluation_report.figure_seen_unseen(comparisons, "xquad_r")
+    limit = evaluation_report.heatmap_diff_limit(metrics, datasets)
     for d in datasets:
-        yield f"04_heatmaps_{d}", (lambda d=d: report.figure_heatmaps(metrics, d, limit))
+        yield f"04_heatmaps_{d}", (lambda d=d: evaluation_report.figure_heatmaps(metrics, d, limit))
 
 
 def figures_05(profile: str):
-    from lib import bias_report as report
-    from lib.data_files import LANGS
-
     summary = _csv(profile, "05_bias_summary.csv")
     datasets = list(dict.fromkeys(summary["dataset"]))
-    yield "05_top10_same_language", lambda: report.figure_top10_same_language(
+    yield "05_top10_same_language", lambda: bias_report.figure_top10_same_language(
         summary, {d: len(LANGS[d]) for d in datasets})
-    yield "05_own_vs_other_rank", lambda: report.figure_own_vs_other(summary)
+    yield "05_own_vs_other_rank", lambda: bias_report.figure_own_vs_other(summary)
 
 
 def figures_06(profile: str):
-    from lib import efficiency_report as report
-
     rows = _csv(profile, "efficiency.csv")
     datasets = [d for d in dict.fromkeys(rows["dataset"]) if d.startswith("dureader")] + \
                [d for d in ("xquad_r",) if d in set(rows["dataset"])]
-    yield "06_encoding_cost", lambda: report.figure_encoding(rows)
-    yield "06_pareto_fronts", lambda: report.figure_fronts(rows, report.default_panels(datasets))
-    yield "06_search_knobs", lambda: report.figure_knobs(rows, datasets)
+    yield "06_encoding_cost", lambda: efficiency_report.figure_encoding(rows)
+    yield "06_pareto_fronts", lambda: efficiency_report.figure_fronts(rows, efficiency_report.default_panels(datasets))
+    yield "06_search_knobs", lambda: efficiency_report.figure_knobs(rows, datasets)
     if "xquad_r" in datasets:
-        yield "06_language_clustering", lambda: report.figure_clustering(rows, "xquad_r")
+        yield "06_language_clustering", lambda: efficiency_report.figure_clustering(rows, "xquad_r")
 
 
 def figures_07(profile: str):
-    from lib import scaling_report as report
-
     values = _notebook_values(profile, "07_model_size_scaling")
     table = _csv(profile, "scaling.csv")
     run_times_path = results_dir(profile) / "run_times.csv"
     run_times = pd.read_csv(run_times_path) if run_times_path.exists() else None
-    yield "07_size_axis", lambda: report.figure_size_axis(table, values.get("threads"))
-    yield "07_training_cost", lambda: report.figure_training_cost(table, run_times)
+    yield "07_size_axis", lambda: scaling_report.figure_size_axis(table, values.get("threads"))
+    yield "07_training_cost", lambda: scaling_report.figure_training_cost(table, run_times)
     for short, title, metric, groups in (("mlqa", "MLQARetrieval", "nDCG@10", ("same", "cross", "all")),
                                          ("xquad", "XQuAD-R", "mAP", ("mono", "cross", "multi"))):
         est = results_dir(profile) / f"07_{short}_estimates.csv"
         if est.exists():
             yield f"07_{short}_vs_size", (lambda est=est, title=title, metric=metric, groups=groups:
-                                          report.plot_groups(pd.read_csv(est), groups, metric, title))
+                                          scaling_report.plot_groups(pd.read_csv(est), groups, metric, title))
         gap = results_dir(profile) / f"07_{short}_gaps.csv"
         if gap.exists():
             yield f"07_{short}_gaps", (lambda gap=gap, title=title, metric=metric, groups=groups:
-                                       report.plot_groups(pd.read_csv(gap), groups, f"{metric} difference", title,
-                                                          gaps=True, margin=0.01))
+                                       scaling_report.plot_groups(pd.read_csv(gap), groups, f"{metric} difference",
+                                                                  title, gaps=True, margin=0.01))
 
 
 NOTEBOOKS: dict[str, Callable] = {"01": figures_01, "02": figures_02, "03": figures_03, "04": figures_04,

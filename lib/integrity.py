@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from lib import paths
 from lib.errors import StudyError
 
 DIGEST_CACHE_NAME = "digests.json"
@@ -50,10 +51,8 @@ class LockedError(StudyError):
 
 
 def _digest_cache_path() -> Path:
-    from lib.paths import CACHE_DIR  # read at call time: tests point HBT_CACHE_DIR elsewhere
-
-    env = os.environ.get("HBT_CACHE_DIR")
-    root = Path(env) if env else CACHE_DIR
+    env = os.environ.get("HBT_CACHE_DIR")  # read at call time: tests point HBT_CACHE_DIR elsewhere
+    root = Path(env) if env else paths.CACHE_DIR
     return root / "integrity" / DIGEST_CACHE_NAME
 
 

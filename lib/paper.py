@@ -46,6 +46,7 @@ from lib.data_files import ZERO_SHOT_LANGS
 from lib.errors import ConfigError
 from lib.evaluation import DATASETS, SETTINGS, load_per_query
 from lib.paper_tables import arm_models
+from lib.paths import atomic_write, results_dir
 
 CLAIMS = {
     1: "hybrid matches or beats the better of X-X-mono and X-Y in every setting (mAP)",
@@ -319,8 +320,6 @@ def check_claims(profile: str, metrics: pd.DataFrame, datasets: Sequence[str] = 
 def relabel(profile: str, level: float = 0.05, margin: float = 0.01, substantial: float = 0.10) -> pd.DataFrame:
     """Re-derive ``verdicts.csv``, the outcomes of ``comparisons.csv`` and the claim rows of
     ``04_paired_tests.csv`` from the stored comparisons (after a change of the verdict rule)."""
-    from lib.paths import atomic_write, results_dir
-
     out = results_dir(profile)
     verdicts, claims = verdicts_from_comparisons(read_comparisons(out / "comparisons.csv"), level, margin,
                                                  substantial)

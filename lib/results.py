@@ -47,8 +47,6 @@ def upsert_csv(path: str | os.PathLike, rows, keys: Sequence[str], *, old=None, 
 def _upsert_locked(path: Path, rows, keys, old, sort_by, fill, read_kwargs):
     import pandas as pd
 
-    from lib.errors import ConfigError
-
     if old is None and path.is_file():
         old = pd.read_csv(path, **read_kwargs)
         if fill:

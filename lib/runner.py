@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import re
 import sys
@@ -40,6 +41,10 @@ from lib.errors import DataError, StudyError
 from lib.integrity import LockedError, RunLock, clean_stale_temps, describe_os_error, describe_stale
 from lib.paths import results_dir
 from lib.settings import comma_list
+
+# pandas (data_files), torch (training, embedded_model) and papermill are imported inside the functions
+# that use them: `python -m lib.runner --help` and a bad profile or option answer in 0.15 s instead of
+# 2-4 s (a --dry-run imports them anyway while it validates).
 
 KERNEL = "python3"
 EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -62,7 +67,7 @@ def _select(runs: list[NotebookRun], only: list[str] | None) -> list[NotebookRun
 
 def prepare(runs: list[NotebookRun], out_dir: Path) -> list[Path]:
     """Write each run's notebook with its parameters injected but not executed."""
-    import papermill as pm
+    import papermill as pm  # lazy: 1.7 s, see the note at the imports
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.ipynb"):
@@ -88,7 +93,7 @@ def _values(run: NotebookRun) -> dict:
 
 def train_dir(profile_name: str, run: NotebookRun) -> Path:
     """The run folder notebook 03 writes for ``run`` (``results/<profile>/models/<run name>``)."""
-    from lib.training import config_from, run_name
+    from lib.training import config_from, run_name  # lazy: torch, see the note at the imports
 
     return results_dir(profile_name) / "models" / run_name(config_from(_values(run)))
 
@@ -131,7 +136,7 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
 
 def needed_datasets(run: NotebookRun) -> list[str]:
     """The datasets a notebook run reads (names of :mod:`lib.data_files`)."""
-    from lib.data_files import DATASETS
+    from lib.data_files import DATASETS  # lazy: pandas, see the note at the imports
 
     values = _values(run)
     stem = run.notebook.stem[:2]
@@ -153,7 +158,7 @@ def needed_datasets(run: NotebookRun) -> list[str]:
 
 def check_data(runs: list[NotebookRun]) -> None:
     """DataError listing every missing or changed data file the selected notebooks read (before any runs)."""
-    from lib.data_files import CHECKSUM_FILE, data_dir, preflight
+    from lib.data_files import CHECKSUM_FILE, data_dir, preflight  # lazy: pandas, see the note at the imports
 
     needed = list(dict.fromkeys(d for run in runs for d in needed_datasets(run)))
     problems = preflight(needed)
@@ -173,7 +178,7 @@ def check_backbone(runs: list[NotebookRun]) -> None:
     the notebooks find the folder intact afterwards.
     """
     if any(_values(run).get("backbone") == "embedded" for run in runs):
-        from lib.embedded_model import embedded_model_dir
+        from lib.embedded_model import embedded_model_dir  # lazy: torch, see the note at the imports
 
         embedded_model_dir()
 
@@ -223,7 +228,7 @@ def _kernel_manager(log_path: Path):
 
 def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, state: dict | None = None) -> int:
     """Run notebooks in order; return a process exit code (Interrupted on Ctrl-C)."""
-    import papermill as pm
+    import papermill as pm  # lazy: 1.7 s, see the note at the imports
 
     state = state if state is not None else {}
     out_dir = results_dir(profile_name) / "notebooks"
@@ -274,8 +279,6 @@ def _log_time(path: Path, run: NotebookRun, seconds: float) -> None:
 
 def _checkpoint_step(folder: Path) -> tuple[int | None, int | None]:
     """(step, steps) of the checkpoint in a training run folder, when one can be read cheaply."""
-    import json
-
     state_file = folder / "checkpoint" / "state.pt"
     steps = None
     try:
@@ -285,7 +288,7 @@ def _checkpoint_step(folder: Path) -> tuple[int | None, int | None]:
     if not state_file.is_file():
         return None, steps
     try:
-        import torch
+        import torch  # lazy: see the note at the imports
 
         ckpt = torch.load(state_file, map_location="cpu", weights_only=False, mmap=True)
         return int(ckpt.get("step")), steps

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from lib import strategies
 from lib.plots import color, empty_figure, label, ordered
 from lib.sampling import batch_summary, language_matrix
 
@@ -141,3 +142,40 @@ def figure_dataset_shares(table: pd.DataFrame):
                                               for k, d in only.items()), 100)
     fig.suptitle("Which dataset each batch comes from: observed share vs sampling probability" + note, fontsize=10)
     return fig
+
+
+def conclusion(frames: Mapping[str, pd.DataFrame], alpha: float,
+               probabilities: pd.DataFrame | None = None) -> list[str]:
+    """Notebook 02's conclusion in plain lines: per strategy the monolingual share the sampler produced
+    against its rule (:func:`lib.strategies.mono_share` of ``alpha``, with the binomial spread), the
+    languages that meet in one batch, and (with ``probabilities``) where the batches came from."""
+    sums = summaries(frames)
+    lines = []
+    for name, s in sums.items():
+        n = len(s)
+        mono = int((s["batch_kind"] == "mono").sum())
+        expected = strategies.mono_share(name, alpha)
+        sd = float(np.sqrt(n * expected * (1 - expected)))
+        spread = (f", {(mono - n * expected) / sd:+.1f} binomial sd from the expected {n * expected:.0f}" if sd > 0
+                  else (", exactly as its rule says" if mono == round(n * expected) else ", AGAINST its rule"))
+        rule = (f"alpha = {alpha:g}" if strategies.mono_share(name, 0.0) != strategies.mono_share(name, 1.0)
+                else f"{expected:.0%}")
+        lines.append(f"{label(name)}: {mono} of {n} batches monolingual ({mono / n:.1%}; rule: {rule}){spread}.")
+    lines.append("Languages per batch, mean question / passage languages: "
+                 + "; ".join(f"{label(n)} {s['query_langs'].mean():.1f} / {s['doc_langs'].mean():.1f} "
+                             f"({s['mono_pair_share'].mean():.0%} same-language pairs)" for n, s in sums.items())
+                 + ".")
+    if probabilities is not None:
+        table = dataset_share_table(frames, probabilities)
+        parts = []
+        for kind in ("mono", "cross"):
+            part = table[table["batch_kind"] == kind].groupby("dataset")[["batches", "probability"]].agg(
+                {"batches": "sum", "probability": "first"})
+            if part.empty:
+                continue
+            total = part["batches"].sum()
+            parts.append(f"{kind} batches: " + ", ".join(
+                f"{d} {r.batches / total:.0%} (probability {r.probability:.0%})" for d, r in part.iterrows()))
+        if parts:
+            lines.append("Source datasets, all strategies together: " + "; ".join(parts) + ".")
+    return lines

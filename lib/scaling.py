@@ -42,14 +42,19 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from lib import mlqa_retrieval
 from lib import strategies as strategy_registry
 from lib.backbones import DISTILLED_NAME, distilled_dir, load_encoder
+from lib.data import load_lareqa, load_mlqa_retrieval
 from lib.embedded_model import embedded_model_dir
 from lib.errors import ConfigError, ModelError
+from lib.evaluation import (data_fingerprint, evaluate_model, load_metrics, read_manifest, up_to_date,
+                            upsert_metrics)
 from lib.models import arm_name, describe_model, num_layers_arg, safe_name, zero_shot_name
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
+from lib.training import TrainConfig, config_from, run_name, train
 from lib.settings import comma_list, hub_offline
 
 DEFAULT_SIZES = (3, 6, 12)
@@ -230,8 +235,6 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
     the student ``distilled-L<k>`` for every k below the backbone's depth
     (the embedded backbone only). The full depth is the backbone either way.
     """
-    from lib.training import TrainConfig, run_name
-
     if axis not in AXES:
         raise ConfigError(f"size_axis={axis!r}: use one of {AXES}")
     if axis == "distilled" and backbone != "embedded":
@@ -262,8 +265,6 @@ def plan_hub_models(profile: str, backbones: Sequence[str], own_backbone: str = 
                     strategies: Sequence[str] | None = None, alpha: float = 0.5,
                     seeds: Sequence[int] = (0,)) -> list[SizedModel]:
     """Zero-shot plus trained models at full depth for each hub backbone (needs the hub or its cache)."""
-    from lib.training import TrainConfig, run_name
-
     strategies = _strategies(strategies)
     models = []
     for backbone in backbones:
@@ -301,8 +302,6 @@ def train_models(models: Sequence[SizedModel], progress: bool = True, **train_ar
     other keys are ignored. Returns rows ``model, train_seconds, steps,
     reused`` read from each run's ``train_config.json``.
     """
-    from lib.training import config_from, train
-
     checkpoint_every = int(train_args.pop("checkpoint_every", 20))
     rows = []
     for m in models:
@@ -429,10 +428,7 @@ def evaluate_mlqa(models: Sequence[SizedModel], profile: str, *, subsets: dict |
                   max_length: int = 512, batch_size: int = 32, force: bool = False,
                   progress: bool | None = None) -> pd.DataFrame:
     """MLQARetrieval (49 subsets) for every model, skipping those with results; returns the subset table."""
-    from lib import mlqa_retrieval
-
     if subsets is None:
-        from lib.data import load_mlqa_retrieval
         subsets = load_mlqa_retrieval(max_items=max_items)
 
     tables = []
@@ -456,9 +452,6 @@ def evaluate_mlqa(models: Sequence[SizedModel], profile: str, *, subsets: dict |
 def evaluate_lareqa(models: Sequence[SizedModel], profile: str, dataset: str = "xquad_r", *, max_items: int = 0,
                     progress: bool | None = None) -> None:
     """XQuAD-R / MLQA-R through ``lib.evaluation`` (skips up-to-date models), then fills ``layers``."""
-    from lib.data import load_lareqa
-    from lib.evaluation import data_fingerprint, evaluate_model, load_metrics, read_manifest, up_to_date, upsert_metrics
-
     data = load_lareqa(dataset, max_items=max_items)
     data_fp = data_fingerprint(data)
     manifest = read_manifest(profile)["entries"]

@@ -61,9 +61,12 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from lib import models, strategies, training_data
+from lib.backbones import load_encoder
+from lib.encoder import bf16_supported
 from lib.errors import ConfigError
+from lib.model_store import base_reference, model_card, save_compact, save_same_as
 from lib.paths import atomic_write
-from lib import models, strategies
 from lib.contrastive import DualEmbed, pair_texts, prepare_params, train_step, validation_loss
 from lib.sampling import BatchSampler, batches_frame, check_options, validation_batches
 
@@ -211,7 +214,6 @@ def _use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
         return bool(cfg.bf16)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    from lib.encoder import bf16_supported
     return bf16_supported()
 
 
@@ -293,8 +295,7 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
         raise ConfigError(f"batch_size={cfg.batch_size} is the global batch: it must divide by the "
                           f"{world} processes (WORLD_SIZE); pick a multiple of {world}")
     if pairs is None:
-        from lib.training_data import load_training_pairs
-        pairs = load_training_pairs(max_items=cfg.max_items)
+        pairs = training_data.load_training_pairs(max_items=cfg.max_items)
     pairs = pairs.reset_index(drop=True)
     # On the full data a language pool smaller than one batch is a configuration error; on a
     # deliberate subsample (max_items > 0, e.g. the smoke profile) such pools are skipped with a warning.
@@ -304,11 +305,10 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     val = validation_batches(pairs, cfg.batch_size, cfg.val_pairs)
     loaded_here = encoder is None
     if encoder is None:
-        from lib.backbones import load_encoder
         encoder = load_encoder(cfg.backbone, cfg.num_layers)
     device = _device(world)
     bf16 = _use_bf16(cfg, device)
-    from transformers import get_linear_schedule_with_warmup, set_seed
+    from transformers import get_linear_schedule_with_warmup, set_seed  # lazy: importing lib.training skips it
     set_seed(cfg.seed + rank)
     encoder.model.to(device)
     optimizer = torch.optim.AdamW(prepare_params(encoder, cfg), lr=cfg.lr)
@@ -389,12 +389,9 @@ class _ModelSaver:
         self.name = f"{encoder.name or cfg.backbone}-{run_name(cfg)}".replace("/", "_")
         self.base = None
         if base:
-            from lib.model_store import base_reference
             self.base = base_reference(encoder, cfg.backbone, cfg.num_layers)  # frozen tensors hashed once
 
     def save(self, folder: Path, facts: dict) -> None:
-        from lib.model_store import model_card, save_compact
-
         card = model_card(self.name, self.cfg.to_dict(), base=self.base or {}, facts=facts,
                           compact=self.base is not None)
         if self.base is not None:
@@ -408,8 +405,6 @@ class _ModelSaver:
 
 def _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, has_val, skipped) -> None:
     """Write model/ (if no validation), last/, logs, batches and, last, train_config.json."""
-    from lib.model_store import save_same_as
-
     if not has_val:
         print("no validation pairs (split == 'val'): model/ is the last checkpoint")
         saver.save(out_dir / "model", {"best_step": cfg.steps})

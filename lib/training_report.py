@@ -110,3 +110,61 @@ def run_folder_logs(folder: Path) -> pd.DataFrame:
     return log.assign(run=cfg.get("run_name", folder.name), strategy=cfg["strategy"], alpha=cfg.get("alpha"),
                       seed=cfg.get("seed", 0), num_layers=cfg.get("num_layers", 0),
                       best_step=cfg.get("best_step", -1))
+
+
+def conclusion(facts: dict, log: pd.DataFrame, per_batch: pd.DataFrame | None = None) -> list[str]:
+    """Notebook 03's conclusion for one run in plain lines, from its ``train_config.json`` (``facts``),
+    ``train_log.csv`` (``log``) and, optionally, :func:`lib.sampling.batch_summary` of its batches.
+
+    "Still falling" compares the last validation point with the one before it, and the mean training
+    loss of the last quarter of the steps with that of the quarter before (with 8 steps or more).
+    """
+    log = log.drop_duplicates("step", keep="last").sort_values("step")  # a resumed run logs steps again
+    name = facts.get("run_name", "this run")
+    steps = int(facts.get("steps", log["step"].max()))
+    val = log.dropna(subset=["val_loss"]).sort_values("step")
+    trained = val[val["step"] > 0]
+    lines = [f"Run {name}: {facts.get('strategy', '?')} batches, {steps} steps of {facts.get('batch_size', '?')} "
+             f"pairs."]
+    if len(trained):
+        best = trained.loc[trained["val_loss"].idxmin()]
+        last = trained.iloc[-1]
+        start = val[val["step"] == 0]["val_loss"]
+        base = (f" (untrained {start.iloc[0]:.3f}, {best['val_loss'] / start.iloc[0] - 1:+.1%})"
+                if len(start) else "")
+        lines.append(f"Kept step {int(facts.get('best_step', best['step']))} of {steps}: best validation loss "
+                     f"{best['val_loss']:.3f} at step {int(best['step'])}{base}; last validation loss "
+                     f"{last['val_loss']:.3f} at step {int(last['step'])}.")
+    else:
+        lines.append(f"No validation loss after step 0: model/ is the last step ({steps}).")
+    seconds = facts.get("train_seconds")
+    if seconds is not None:
+        rate = log.loc[log["step"] > 0, "pairs_per_s"].median()
+        lines.append(f"Training took {float(seconds):.1f} s ({rate:.0f} pairs/s at the median; bf16 "
+                     f"{'on' if facts.get('bf16_used') else 'off'}, {facts.get('device', '?')}).")
+    parts = []
+    if len(trained) >= 2:
+        prev, last = trained["val_loss"].iloc[-2], trained["val_loss"].iloc[-1]
+        parts.append(f"validation loss {'still falling' if last < prev else 'no longer falling'} "
+                     f"({prev:.3f} at step {int(trained['step'].iloc[-2])} -> {last:.3f} at step "
+                     f"{int(trained['step'].iloc[-1])})")
+    elif len(trained) == 1 and len(val) > 1:
+        first, last = val["val_loss"].iloc[0], trained["val_loss"].iloc[-1]
+        parts.append(f"validation loss measured once after step 0 ({first:.3f} -> {last:.3f}), "
+                     f"{'lower' if last < first else 'not lower'} than untrained")
+    losses = log.loc[log["step"] > 0, "loss"].dropna().to_numpy()
+    q = len(losses) // 4
+    if q >= 2:
+        before, end = float(losses[-2 * q:-q].mean()), float(losses[-q:].mean())
+        parts.append(f"training loss {'still falling' if end < before else 'flat or rising'} (mean {before:.3f} -> "
+                     f"{end:.3f} over the last two quarters of the steps)")
+    elif len(losses):
+        parts.append(f"training loss: {len(losses)} steps are too few to tell its trend (one batch's loss is noisy)")
+    if parts:
+        lines.append("At the end: " + "; ".join(parts) + ".")
+    if per_batch is not None and len(per_batch):
+        mono = int((per_batch["batch_kind"] == "mono").sum())
+        alpha = facts.get("alpha")
+        lines.append(f"Batches seen: {mono} of {len(per_batch)} monolingual ({mono / len(per_batch):.1%}"
+                     + (f"; alpha = {float(alpha):g})." if alpha is not None else ")."))
+    return lines
