@@ -39,6 +39,7 @@ from pathlib import Path
 from lib.config import NOTEBOOK_DIR, NotebookRun, load_profile, notebook_parameters, plan_runs
 from lib.errors import DataError, StudyError
 from lib.integrity import LockedError, RunLock, clean_stale_temps, describe_os_error, describe_stale
+from lib.notebook_export import slim_file
 from lib.paths import results_dir
 from lib.settings import comma_list
 
@@ -258,6 +259,7 @@ def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, sta
                   f"        The executed copy with the traceback is {target}", file=sys.stderr)
             return EXIT_FAILED
         seconds = time.perf_counter() - t0
+        slim_file(target)  # progress bars and widget state out, smaller figures: the copy readers keep
         _log_time(times_path, run, seconds)
         state["done"] = state.get("done", 0) + 1
         print(f"[{i}/{len(runs)}] {run.name} done in {seconds / 60:.1f} min", flush=True)

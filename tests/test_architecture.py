@@ -28,7 +28,7 @@ LAYERS = {
     2: {"sampling", "retrieval", "timing", "models"},
     3: {"training", "contrastive", "distill"},
     4: {"evaluation", "indexes", "clustering", "encoding_cost", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling", "scaling_stats"},
-    5: {"paper", "paper_tables", "alpha_axis", "budget_axis", "checkpoints", "plots", "figures", "readme", "explore", "explore_widget", "checks", "notebook", "config", "runner"},
+    5: {"paper", "paper_tables", "alpha_axis", "budget_axis", "checkpoints", "plots", "figures", "readme", "explore", "explore_widget", "checks", "notebook", "notebook_export", "config", "runner"},
 }
 
 
