@@ -33,6 +33,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def redirect_results(monkeypatch, root, *modules):
+    """Point ``results_dir`` of the results-writing modules (and any extra ``modules``) at ``root/<profile>``."""
+    from lib import evaluation, models, results, retrieval
+
+    fake = lambda profile: root / profile  # noqa: E731
+    for module in (evaluation, models, results, retrieval, *modules):
+        monkeypatch.setattr(module, "results_dir", fake)
+    return root
+
+
+@pytest.fixture
+def results_in_tmp(tmp_path, monkeypatch):
+    """results/<profile>/ of the evaluation modules redirected into tmp_path/<profile>."""
+    return redirect_results(monkeypatch, tmp_path)
+
+
 def pytest_collection_modifyitems(session, config, items):
     """The smoke expectations read results/smoke, which the notebooks (nbval, collected after tests/ in
     ./run_all.sh test) rebuild: run them last."""

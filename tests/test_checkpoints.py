@@ -7,11 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import redirect_results
 from lib import checkpoints as CK
-from lib import results as results_store
 from lib import evaluation as E
 from lib import models
-from lib import retrieval as R
 from lib.errors import ConfigError
 from test_evaluation import tiny_set
 from tiny_model import build_tiny_encoder
@@ -19,10 +18,7 @@ from tiny_model import build_tiny_encoder
 
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    fake = lambda profile: tmp_path / profile  # noqa: E731
-    for module in (E, models, R, CK, results_store):
-        monkeypatch.setattr(module, "results_dir", fake)
-    return tmp_path
+    return redirect_results(monkeypatch, tmp_path, CK)
 
 
 def make_run(root, name: str, seeds: tuple[int, int] | None, val_losses=(2.0, 1.0, 1.01), strategy="mono"):

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import results as results_store
 from lib import evaluation as E
 from lib import metrics as M
 from lib import models
@@ -40,14 +39,9 @@ def tiny_set(n_items: int = 6, missing=(("c", 5),), distractors: int = 2):
 
 
 @pytest.fixture
-def results(tmp_path, monkeypatch):
+def results(results_in_tmp):
     """Redirect results/<profile>/ into a temporary folder."""
-    fake = lambda profile: tmp_path / profile  # noqa: E731
-    monkeypatch.setattr(E, "results_dir", fake)
-    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
-    monkeypatch.setattr(models, "results_dir", fake)
-    monkeypatch.setattr(R, "results_dir", fake)
-    return tmp_path
+    return results_in_tmp
 
 
 def test_layout_expands_relevance_to_every_language_version():

@@ -8,12 +8,11 @@ import types
 import numpy as np
 import pytest
 
-from lib import results as results_store
+from conftest import redirect_results
 from lib import evaluation as E
 from lib import explore as X
 from lib import explore_widget
 from lib import models
-from lib import retrieval as R
 from lib.errors import ConfigError
 from test_evaluation import tiny_set as evaluation_tiny_set
 from tiny_model import build_tiny_encoder
@@ -29,11 +28,7 @@ def tiny_set(n_items: int = 4, distractors: int = 1):
 @pytest.fixture
 def profile(tmp_path, monkeypatch):
     """results/unit/ in a temporary folder: a tiny 'backbone' folder and runs trained from it."""
-    fake = lambda profile: tmp_path / profile  # noqa: E731
-    monkeypatch.setattr(E, "results_dir", fake)
-    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
-    monkeypatch.setattr(models, "results_dir", fake)
-    monkeypatch.setattr(R, "results_dir", fake)
+    redirect_results(monkeypatch, tmp_path)
     base = tmp_path / "base"
     build_tiny_encoder(seed=0).save(base)
     runs = tmp_path / "unit" / "models"

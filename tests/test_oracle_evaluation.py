@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import results as results_store
+from conftest import redirect_results
 from lib import evaluation as E
 from lib import retrieval as R
 from test_evaluation import tiny_set
@@ -23,10 +23,7 @@ from test_evaluation import tiny_set
 
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    fake = lambda profile: tmp_path / profile  # noqa: E731
-    monkeypatch.setattr(E, "results_dir", fake)
-    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
-    monkeypatch.setattr(R, "results_dir", fake)
+    redirect_results(monkeypatch, tmp_path)
     monkeypatch.setenv("HBT_BF16", "0")  # fp32 encoding, so an fp32 oracle matches to 1e-5
     return tmp_path
 

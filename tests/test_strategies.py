@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import redirect_results
 from lib import evaluation as E
-from lib import results as results_store
 from lib import models
-from lib import retrieval as R
 from lib import strategies
 from lib.errors import ConfigError
 from lib.sampling import BatchSampler
@@ -65,10 +64,7 @@ def test_a_registered_strategy_runs_through_sampling_training_and_evaluation(mos
     run = tmp_path / "models" / run_name(cfg)
     train(cfg, run, pairs=pairs, encoder=build_tiny_encoder(0), progress=False)
 
-    fake = lambda profile: tmp_path / profile  # noqa: E731
-    monkeypatch.setattr(E, "results_dir", fake)
-    monkeypatch.setattr(results_store, "results_dir", fake)  # the evaluation manifest
-    monkeypatch.setattr(R, "results_dir", fake)
+    redirect_results(monkeypatch, tmp_path)
     spec = models.describe_model(str(run))
     assert (spec.strategy, spec.alpha) == (mostly_mono, 0.9)
     rows = E.evaluate_model(str(run), None, "mlqa_r", "unit", data=tiny_set())
