@@ -102,13 +102,21 @@ def _verdict_problems(folder: Path) -> list[str]:
     return out
 
 
-def _train_log_problems(folder: Path) -> list[str]:
-    runs = [p for p in (folder / "models").iterdir() if p.is_dir()] if (folder / "models").is_dir() else []
+def _train_log_problems(folder: Path, run: str | None = None) -> list[str]:
+    """Every finished run's log (or only ``run``'s): steps and no NaN loss. A run folder that holds only a
+    resumable ``checkpoint/`` is another sweep combination still to come (or interrupted), not a problem of
+    the notebook that checks; with ``run`` given, that run must have finished."""
+    models = folder / "models"
+    runs = [p for p in models.iterdir() if p.is_dir()] if models.is_dir() else []
+    if run is not None:
+        runs = [models / run]
     out = []
-    for run in runs:
-        log = run / "train_log.csv"
+    for path in runs:
+        log = path / "train_log.csv"
+        if run is None and not log.is_file() and (path / "checkpoint").is_dir():
+            continue  # in progress: the runner resumes it
         if not log.is_file():
-            out.append(f"{run}: no train_log.csv (the run did not finish)")
+            out.append(f"{path}: no train_log.csv (the run did not finish)")
             continue
         frame = pd.read_csv(log)
         steps = frame[frame["step"] > 0]
@@ -120,8 +128,9 @@ def _train_log_problems(folder: Path) -> list[str]:
 EXTRA = {"verdicts": _verdict_problems, "train_logs": _train_log_problems}
 
 
-def problems(number: str, profile: str) -> list[str]:
-    """Every problem with what notebook ``number`` (``"01"`` .. ``"07"``) wrote for ``profile``."""
+def problems(number: str, profile: str, run: str | None = None) -> list[str]:
+    """Every problem with what notebook ``number`` (``"01"`` .. ``"07"``) wrote for ``profile``; ``run``
+    narrows notebook 03's check to the run folder that notebook trained."""
     if number not in EXPECTED:
         raise DataError(f"check_notebook: no expectations for notebook {number!r}; known: {sorted(EXPECTED)}")
     exp = EXPECTED[number]
@@ -140,13 +149,13 @@ def problems(number: str, profile: str) -> list[str]:
             out.append(f"no figure {prefix}*.png in {figs}")
         out += [f"{f} is empty" for f in found if f.stat().st_size == 0]
     for name in exp.extra:
-        out += EXTRA[name](folder)
+        out += EXTRA[name](folder, run) if name == "train_logs" else EXTRA[name](folder)
     return out
 
 
-def check_notebook(number: str, profile: str) -> str:
+def check_notebook(number: str, profile: str, run: str | None = None) -> str:
     """Raise DataError listing every problem; return a one-line summary when there is none."""
-    found = problems(number, profile)
+    found = problems(number, profile, run)
     if found:
         raise DataError(f"notebook {number} on profile {profile!r} left {len(found)} problem(s):\n- "
                         + "\n- ".join(found))

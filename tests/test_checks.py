@@ -52,3 +52,19 @@ def test_one_verdict_per_claim(folder):
 def test_unknown_notebook_is_an_error():
     with pytest.raises(DataError, match="no expectations for notebook '09'"):
         checks.problems("09", "p")
+
+
+def test_training_check_skips_runs_still_to_resume_but_not_its_own(folder):
+    """A sweep's other run, interrupted with only a checkpoint, is not this notebook's problem; its own
+    run without a log is."""
+    done, pending, broken = (folder / "models" / n for n in ("mono_s0", "cross_s0", "hybrid_s0"))
+    for run in (done, pending):
+        run.mkdir(parents=True)
+    pd.DataFrame({"step": [0, 1, 2], "loss": [None, 0.5, 0.4]}).to_csv(done / "train_log.csv", index=False)
+    (pending / "checkpoint").mkdir()
+    assert "all present" in checks.check_notebook("03", "p")
+    assert "all present" in checks.check_notebook("03", "p", run="mono_s0")
+    with pytest.raises(DataError, match="cross_s0: no train_log.csv"):
+        checks.check_notebook("03", "p", run="cross_s0")
+    broken.mkdir()  # neither a log nor a checkpoint: a run that died before its first checkpoint
+    assert any("hybrid_s0: no train_log.csv" in p for p in checks.problems("03", "p"))
