@@ -80,8 +80,7 @@ def alpha_table(profile: str, metrics: pd.DataFrame, datasets: Sequence[str], se
                 cells, items = base.loc[common, "cell"].to_numpy(), base.loc[common, "item_id"].to_numpy()
                 mats = {arm: frame.loc[common, [c for c in frame.columns if str(c).startswith("seed_")]]
                         .to_numpy(float).T for arm, frame in scores.items()}
-                est = {arm: S.seed_question_test(x, np.zeros((1, x.shape[1])), cells, clusters=items)
-                       for arm, x in mats.items()}
+                est = {arm: S.seed_question_interval(x, cells, clusters=items) for arm, x in mats.items()}
                 best = max(est, key=lambda a: est[a]["point"] if higher else -est[a]["point"])
                 center = next((a.arm for a in arms.itertuples() if np.isclose(a.alpha, CENTER)), None)
                 for a in arms.itertuples():

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib.plots import empty_figure, legend_outside
+from lib.plots import empty_figure, legend_outside, seed_range
 
 DATASET_STYLE = {"xquad_r": ("XQuAD-R", "tab:blue", "o"), "mlqa_r": ("MLQA-R", "tab:orange", "s")}
 METRIC_LABEL = {"map": "mAP (higher is better)", "rank_distance": "rank distance (lower is better)"}
@@ -51,8 +51,7 @@ def figure_alpha_sweep(table: pd.DataFrame):
         ax.set_ylabel(METRIC_LABEL[metric])
         ax.grid(alpha=0.3)
     legend_outside(axes.flat, axes[0][-1])
-    n = table.groupby("arm")["n_seeds"].max()
-    seeds = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}-{int(n.max())}"
+    seeds = seed_range(table.groupby("arm")["n_seeds"].max())
     fig.suptitle("Retrieval quality against alpha, the share of monolingual batches\n"
                  f"(95% intervals over {seeds} training seed(s) and questions; filled: not worse than the best alpha "
                  f"by the verdict rule, margin {table['margin'].iloc[0]:g} mAP)", fontsize=11)

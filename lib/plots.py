@@ -107,3 +107,9 @@ def legend_outside(fig_axes, anchor_ax) -> None:
     anchor_ax.legend(list(seen.values()), list(seen.keys()), loc="upper left", bbox_to_anchor=(1.02, 1),
                      fontsize=8, borderaxespad=0)
 
+
+def seed_range(n_seeds) -> str:
+    """``"3"`` when every arm has 3 seeds, ``"2-3"`` when they differ (for figure titles)."""
+    lo, hi = int(min(n_seeds)), int(max(n_seeds))
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lib import strategies as strategy_registry
-from lib.plots import empty_figure
+from lib.plots import empty_figure, legend_outside, seed_range
 from lib.scaling import ZERO_SHOT, SizedModel, plan_frame
 
 MLQA_GROUPS = {"same": "same-language subsets (7)", "cross": "cross-language subsets (42)", "all": "all 49 subsets"}
@@ -178,20 +178,14 @@ def plot_groups(table: pd.DataFrame, groups: Sequence[str], ylabel: str, title: 
         if len(part):
             _size_ticks(ax, part)
         ax.set_ylabel(ylabel)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    seen = dict(zip(labels, handles))
-    for ax in axes[0][1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    axes[0][-1].legend(list(seen.values()), list(seen.keys()), loc="upper left", bbox_to_anchor=(1.02, 1),
-                       borderaxespad=0, fontsize=8)
+    legend_outside(axes[0], axes[0][-1])
     what = "hybrid minus each strategy at the same size" if gaps else "score of each strategy"
-    seeds = ""
-    if "n_seeds" in table or "n_seeds_a" in table:
-        n = table["n_seeds_a" if gaps else "n_seeds"]
-        n = n[table["strategy"] != ZERO_SHOT] if "strategy" in table and not gaps else n
-        seeds = f", {int(n.min())}-{int(n.max())} training seeds" if len(n) and n.min() != n.max() else \
-            (f", {int(n.min())} training seed{'s' if n.min() != 1 else ''}" if len(n) else "")
+    column = "n_seeds_a" if gaps else "n_seeds"  # gaps: hybrid's seeds; scores: the trained arms' seeds
+    n = table[column] if column in table else pd.Series(dtype=float)
+    if not gaps and "strategy" in table:
+        n = n[table["strategy"] != ZERO_SHOT]
+    count = seed_range(n) if len(n) else ""
+    seeds = f", {count} training seed{'' if count == '1' else 's'}" if count else ""
     fig.suptitle(f"{title}: {what}\n(95% intervals over seeds and questions{seeds})", fontsize=11)
     return fig
 

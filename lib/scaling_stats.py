@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from lib.evaluation import load_per_query, per_query_path
 from lib.mlqa_retrieval import DATASET as MLQA_RETRIEVAL
-from lib.stats import compare_verdict, seed_question_test
+from lib.stats import compare_verdict, seed_question_interval, seed_question_test
 
 INTERVAL_COLUMNS = ["model", "group", "estimate", "low", "high", "se", "se_seeds", "n_seeds", "seeds", "n_cells",
                     "n_queries"]
@@ -65,8 +64,8 @@ def intervals(per_query: pd.DataFrame, value: str, arms: Mapping[str, str] | Non
             if wide.empty:
                 continue
             a = wide.to_numpy(float).T  # seeds x questions
-            res = seed_question_test(a, np.zeros((1, a.shape[1])), groups=facts["cell"].to_numpy(),
-                                     clusters=facts["item_id"].to_numpy(), level=level)
+            res = seed_question_interval(a, groups=facts["cell"].to_numpy(), clusters=facts["item_id"].to_numpy(),
+                                         level=level)
             rows.append({"model": arm, "group": group, "estimate": res["point"], "low": res["low"],
                          "high": res["high"], "se": res["se"], "se_seeds": res["se_seeds"], "n_seeds": a.shape[0],
                          "seeds": ",".join(wide.columns), "n_cells": int(facts["cell"].nunique()),

@@ -340,3 +340,10 @@ def seed_question_test(a, b, groups=None, clusters=None, level: float = 0.95) ->
             "se_questions": float(np.sqrt(v_q)), "se_seeds": float(np.sqrt(v_s)), "level": level,
             "n_seeds_a": a.shape[0], "n_seeds_b": b.shape[0], "n_clusters": n_clusters,
             "seed_variance_known": a.shape[0] > 1 and b.shape[0] > 1}
+
+def seed_question_interval(a, groups=None, clusters=None, level: float = 0.95) -> dict:
+    """The macro mean of one arm (seeds x questions ``a``) with the interval of :func:`seed_question_test`:
+    the question variance of the seed-averaged scores plus the seed variance; a one-seed arm has none."""
+    a = np.asarray(a, dtype=float)
+    return seed_question_test(a, np.zeros((1, a.shape[-1])), groups, clusters, level)
+

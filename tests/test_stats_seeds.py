@@ -201,3 +201,12 @@ def test_comparisons_file_round_trip_and_one_family_per_claim(tmp_path, monkeypa
     again_verdicts, again = paper.verdicts_from_comparisons(paper.read_comparisons(path))
     assert again_verdicts["verdict"].tolist() == verdicts["verdict"].tolist()
     assert again["outcome"].tolist() == comp["outcome"].tolist()
+
+
+def test_one_arm_interval_is_the_test_against_a_constant_zero():
+    rng = np.random.default_rng(3)
+    a = rng.random((3, 40))
+    groups, clusters = np.repeat(["x", "y"], 20), np.arange(40) // 2
+    one = S.seed_question_interval(a, groups, clusters)
+    both = S.seed_question_test(a, np.zeros((1, 40)), groups, clusters)
+    assert one == both and one["point"] == pytest.approx(S.macro_mean(a.mean(0), groups))
