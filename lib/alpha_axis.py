@@ -51,6 +51,18 @@ def arms_by_alpha(metrics: pd.DataFrame) -> pd.DataFrame:
 RANK_DISTANCE_SETTINGS = ("multi",)  # rank distance is a multilingual-pool measure (notebook 05)
 
 
+def _versus(name: str, x, ref, cells, items, margin: float, level: float, higher: bool) -> dict:
+    """``<name>``, ``_low``, ``_high``, ``_p``, ``_outcome`` of arm ``x`` minus arm ``ref`` (seed matrices);
+    ``ref`` None means ``x`` is the reference itself."""
+    if ref is None:
+        return {name: 0.0, f"{name}_low": 0.0, f"{name}_high": 0.0, f"{name}_p": 1.0, f"{name}_outcome": "reference"}
+    t = S.seed_question_test(x, ref, cells, clusters=items)
+    outcome = S.compare_verdict(t["point"], t["low"], t["high"], t["p_value"], level=level, margin=margin,
+                                higher_is_better=higher)
+    return {name: t["point"], f"{name}_low": t["low"], f"{name}_high": t["high"], f"{name}_p": t["p_value"],
+            f"{name}_outcome": outcome}
+
+
 def alpha_table(profile: str, metrics: pd.DataFrame, datasets: Sequence[str], settings: Sequence[str] = SETTINGS,
                 metric_names: Sequence[str] = tuple(METRICS), margin: float = 0.01,
                 level: float = 0.05) -> pd.DataFrame:
@@ -63,44 +75,32 @@ def alpha_table(profile: str, metrics: pd.DataFrame, datasets: Sequence[str], se
     arms = arms_by_alpha(metrics)
     if arms.empty:
         raise ConfigError("no trained models in metrics: train and evaluate some first (notebooks 03 and 04)")
+    center = next((a.arm for a in arms.itertuples() if np.isclose(a.alpha, CENTER)), None)
+    cases = [(d, s, m) for d in datasets for s in settings for m in metric_names
+             if m == "map" or s in RANK_DISTANCE_SETTINGS]
     rows = []
-    for dataset in datasets:
-        for setting in settings:
-            for metric in metric_names:
-                if metric == "rank_distance" and setting not in RANK_DISTANCE_SETTINGS:
-                    continue
-                column, higher = METRICS[metric]
-                m = margin if metric == "map" else margin * 100
-                scores = {a.arm: paper.arm_scores(profile, a.models, dataset, setting, column)
-                          for a in arms.itertuples()}
-                base = next(iter(scores.values()))
-                common = base.index
-                for frame in scores.values():
-                    common = common.intersection(frame.index)
-                cells, items = base.loc[common, "cell"].to_numpy(), base.loc[common, "item_id"].to_numpy()
-                mats = {arm: frame.loc[common, [c for c in frame.columns if str(c).startswith("seed_")]]
-                        .to_numpy(float).T for arm, frame in scores.items()}
-                est = {arm: S.seed_question_interval(x, cells, clusters=items) for arm, x in mats.items()}
-                best = max(est, key=lambda a: est[a]["point"] if higher else -est[a]["point"])
-                center = next((a.arm for a in arms.itertuples() if np.isclose(a.alpha, CENTER)), None)
-                for a in arms.itertuples():
-                    row = {"dataset": dataset, "setting": setting, "metric": metric, "alpha": a.alpha,
-                           "arm": a.arm, "n_seeds": mats[a.arm].shape[0], "estimate": est[a.arm]["point"],
-                           "low": est[a.arm]["low"], "high": est[a.arm]["high"], "best_arm": best, "margin": m}
-                    for name, ref in (("vs_best", best), ("vs_center", center)):
-                        if ref is None:
-                            continue
-                        if a.arm == ref:
-                            row.update({name: 0.0, f"{name}_low": 0.0, f"{name}_high": 0.0, f"{name}_p": 1.0,
-                                        f"{name}_outcome": "reference"})
-                            continue
-                        t = S.seed_question_test(mats[a.arm], mats[ref], cells, clusters=items)
-                        row.update({name: t["point"], f"{name}_low": t["low"], f"{name}_high": t["high"],
-                                    f"{name}_p": t["p_value"],
-                                    f"{name}_outcome": S.compare_verdict(t["point"], t["low"], t["high"],
-                                                                         t["p_value"], level=level, margin=m,
-                                                                         higher_is_better=higher)})
-                    rows.append(row)
+    for dataset, setting, metric in cases:
+        column, higher = METRICS[metric]
+        m = margin if metric == "map" else margin * 100
+        scores = {a.arm: paper.arm_scores(profile, a.models, dataset, setting, column) for a in arms.itertuples()}
+        common = next(iter(scores.values())).index
+        for frame in scores.values():
+            common = common.intersection(frame.index)
+        base = next(iter(scores.values())).loc[common]
+        cells, items = base["cell"].to_numpy(), base["item_id"].to_numpy()
+        mats = {arm: frame.loc[common, [c for c in frame.columns if str(c).startswith("seed_")]].to_numpy(float).T
+                for arm, frame in scores.items()}
+        est = {arm: S.seed_question_interval(x, cells, clusters=items) for arm, x in mats.items()}
+        best = max(est, key=lambda a: est[a]["point"] if higher else -est[a]["point"])
+        for a in arms.itertuples():
+            row = {"dataset": dataset, "setting": setting, "metric": metric, "alpha": a.alpha, "arm": a.arm,
+                   "n_seeds": mats[a.arm].shape[0], "estimate": est[a.arm]["point"], "low": est[a.arm]["low"],
+                   "high": est[a.arm]["high"], "best_arm": best, "margin": m}
+            for name, ref in (("vs_best", best), ("vs_center", center)):
+                if ref is not None:
+                    row.update(_versus(name, mats[a.arm], None if a.arm == ref else mats[ref], cells, items, m,
+                                       level, higher))
+            rows.append(row)
     return pd.DataFrame(rows, columns=ALPHA_COLUMNS)
 
 
