@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from lib import metrics as M  # noqa: E402
 from lib.data import load_lareqa  # noqa: E402
 from lib.backbones import load_encoder  # noqa: E402
 from lib.encoder import bf16_supported  # noqa: E402
+from lib.machine import cpu_model  # noqa: E402
 from lib.paths import atomic_write, results_dir  # noqa: E402
 from lib.retrieval import block_ranks  # noqa: E402
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 autocast: {bf16_supported()}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+          f"{cpu_model()}, {os.cpu_count()} CPUs")
     encoder, load_s = _timed(load_encoder, args.backbone, args.num_layers)
     print(f"model {encoder!r} loaded in {load_s:.1f} s")
     _, warm_s = _timed(M.topk_metrics, [[1, 2], [3]])  # import ranx and load its compiled kernels once

@@ -47,6 +47,7 @@ from lib.data import load_lareqa  # noqa: E402
 from lib.embedded_model import embedded_model_dir  # noqa: E402
 from lib.encoder import bf16_supported  # noqa: E402
 from lib.timing import hardware_bf16  # noqa: E402
+from lib.machine import cpu_model  # noqa: E402
 from lib.training import TrainConfig  # noqa: E402
 
 try:
@@ -58,16 +59,6 @@ except ImportError as exc:  # optional: only this benchmark needs it
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.set_verbosity_error()  # the peer's load report of the unused pooler is not a finding
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 # ----------------------------------------------------------------- GEMM peak

@@ -19,7 +19,6 @@ printed and written to ``results/<profile>/benchmarks/bench_search.csv``.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from lib import efficiency as eff  # noqa: E402
 from lib import indexes as idx  # noqa: E402
 from lib import efficiency_report as report  # noqa: E402
 from lib.errors import ConfigError  # noqa: E402
+from lib.machine import cpu_model  # noqa: E402
 from lib.paths import atomic_write, results_dir  # noqa: E402
 
 DUREADER_DEMO_DOCS = 11_659  # paragraphs in the DuReader 2.0 demo pool
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     specs = idx.default_specs(len(docs), docs.shape[1], families)
     print(f"{len(docs)} passages x {docs.shape[1]} dims, {len(queries)} queries ({source}); {threads}; "
-          f"{platform.processor() or platform.machine()}")
+          f"{cpu_model()}")
     start = time.perf_counter()
     rows = eff.sweep(queries, docs, [str(i) for i in range(len(queries))], [str(i) for i in range(len(docs))],
                      pd.DataFrame(columns=["qid", "doc_id"]), specs, metrics=(), n_latency=args.n_latency,

@@ -59,7 +59,8 @@ EXPECTED: dict[str, Expectation] = {
     "07": Expectation(tables=(Table("scaling.csv", 1, ("model", "layers")),
                               Table("07_mlqa_estimates.csv", 3, ("model", "estimate", "low", "high", "n_seeds")),
                               Table("07_mlqa_gaps.csv", 1, ("model_a", "model_b", "estimate", "low", "high",
-                                                            "outcome"))),
+                                                            "outcome")),
+                              Table("07_students.csv", 1, ("model", "mlqa_retrieval_ndcg10", "source"))),
                       figures=("07_",)),
 }
 

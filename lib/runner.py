@@ -39,8 +39,9 @@ from pathlib import Path
 from lib.config import NOTEBOOK_DIR, NotebookRun, load_profile, notebook_parameters, plan_runs
 from lib.errors import DataError, StudyError
 from lib.integrity import LockedError, RunLock, clean_stale_temps, describe_os_error, describe_stale
+from lib.machine import describe as describe_machine
 from lib.notebook_export import slim_file
-from lib.paths import results_dir
+from lib.paths import atomic_write, results_dir
 from lib.settings import comma_list
 
 # pandas (data_files), torch (training, embedded_model) and papermill are imported inside the functions
@@ -269,14 +270,32 @@ def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, sta
     return 0
 
 
+TIME_COLUMNS = ["finished_utc", "notebook", "run", "seconds", "cpu_count", "cpu_model", "precision"]
+
+
 def _log_time(path: Path, run: NotebookRun, seconds: float) -> None:
+    """Append one row to ``run_times.csv`` with the machine it ran on (:func:`lib.machine.describe`); a file
+    written before the machine columns existed is first rewritten with them (empty for its old rows)."""
+    if path.exists():
+        with path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+        if rows and rows[0] != TIME_COLUMNS:
+            width = len(rows[0])
+            if rows[0] != TIME_COLUMNS[:width]:
+                raise DataError(f"{path}: header {rows[0]} is not a prefix of {TIME_COLUMNS}; move the file "
+                                "aside and rerun")
+            with atomic_write(path) as tmp, tmp.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(TIME_COLUMNS)
+                writer.writerows(r + [""] * (len(TIME_COLUMNS) - len(r)) for r in rows[1:])
     new = not path.exists()
+    machine = describe_machine()
     with path.open("a", newline="") as fh:
         writer = csv.writer(fh)
         if new:
-            writer.writerow(["finished_utc", "notebook", "run", "seconds", "cpu_count"])
+            writer.writerow(TIME_COLUMNS)
         writer.writerow([datetime.now(timezone.utc).isoformat(timespec="seconds"), run.notebook.stem,
-                         run.name, f"{seconds:.1f}", os.cpu_count()])
+                         run.name, f"{seconds:.1f}", os.cpu_count(), machine["cpu_model"], machine["precision"]])
 
 
 def _checkpoint_step(folder: Path) -> tuple[int | None, int | None]:

@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lib import mlqa_retrieval
+from lib import machine, mlqa_retrieval
 from lib import strategies as strategy_registry
 from lib.backbones import DISTILLED_NAME, distilled_dir, load_encoder
 from lib.data import load_lareqa, load_mlqa_retrieval
@@ -69,7 +69,8 @@ HUB_BACKBONES = (  # the size axis with a network: parameters from the model car
     "sentence-transformers/LaBSE",  # 471M (12 x 768), CLS pooling
 )
 SCALING_COLUMNS = ["model", "strategy", "layers", "non_embedding_params", "encode_texts_per_s",
-                   "train_seconds", "backbone", "total_params", "steps", "reused"]
+                   "train_seconds", "backbone", "total_params", "steps", "reused",
+                   "encode_cpu", "encode_precision", "train_cpu", "train_precision"]  # where each timing was taken
 IDENTITY_KEYS = ("backbone", "num_layers", "strategy", "alpha", "seed")  # what names a run; the rest is "settings"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
@@ -321,8 +322,9 @@ def train_models(models: Sequence[SizedModel], progress: bool = True, **train_ar
             train(cfg, m.run_dir, progress=progress, checkpoint_every=checkpoint_every)
         saved = json.loads((m.run_dir / "train_config.json").read_text())
         rows.append({"model": m.name, "train_seconds": float(saved.get("train_seconds", math.nan)),
-                     "steps": int(saved.get("steps", 0)), "reused": reused})
-    return pd.DataFrame(rows, columns=["model", "train_seconds", "steps", "reused"])
+                     "steps": int(saved.get("steps", 0)), "reused": reused,
+                     "train_cpu": saved.get("cpu_model", ""), "train_precision": saved.get("precision", "")})
+    return pd.DataFrame(rows, columns=["model", "train_seconds", "steps", "reused", "train_cpu", "train_precision"])
 
 
 # --------------------------------------------------------------------------
@@ -381,7 +383,8 @@ def measure_sizes(models: Sequence[SizedModel], texts: Sequence[str], *, threads
         speed = encode_speed(encoder, texts, batch_size=batch_size, max_length=max_length, threads=threads,
                              repeats=repeats)
         rows.append({"backbone": m.backbone, "layers": m.layers, **counts, "encode_texts_per_s": speed,
-                     "threads": threads, "max_length": max_length, "n_texts": len(texts)})
+                     "threads": threads, "max_length": max_length, "n_texts": len(texts),
+                     "encode_cpu": machine.cpu_model(), "encode_precision": machine.precision()})
         del encoder
     return pd.DataFrame(rows)
 
@@ -389,9 +392,11 @@ def measure_sizes(models: Sequence[SizedModel], texts: Sequence[str], *, threads
 def scaling_table(models: Sequence[SizedModel], sizes: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
     """One row per model: SCALING_COLUMNS (size facts joined by backbone + layers, training by model)."""
     frame = plan_frame(models)[["model", "strategy", "layers", "backbone"]]
-    frame = frame.merge(sizes[["backbone", "layers", "total_params", "non_embedding_params", "encode_texts_per_s"]],
-                        on=["backbone", "layers"], how="left")
-    frame = frame.merge(training, on="model", how="left")
+    size_columns = ["backbone", "layers", "total_params", "non_embedding_params", "encode_texts_per_s",
+                    "encode_cpu", "encode_precision"]
+    frame = frame.merge(sizes.reindex(columns=size_columns), on=["backbone", "layers"], how="left")
+    frame = frame.merge(training.reindex(columns=["model", "train_seconds", "steps", "reused", "train_cpu",
+                                                  "train_precision"]), on="model", how="left")
     frame["reused"] = frame["reused"].astype("boolean")
     return frame[SCALING_COLUMNS]
 

@@ -117,6 +117,17 @@ def quality_table(estimates: pd.DataFrame, xquad: pd.DataFrame | None = None) ->
     return pd.concat([rows, published], ignore_index=True)
 
 
+def with_recipes(quality: pd.DataFrame, recipes: pd.DataFrame) -> pd.DataFrame:
+    """The quality table with each distilled student's recipe beside its row (teacher layers copied, texts,
+    steps, held-out cosine to the teacher, distillation seconds, bf16, the CPU it ran on)."""
+    if recipes.empty:
+        return quality
+    extra = recipes.drop(columns=["student"]).rename(columns={"steps": "distill_steps", "texts": "distill_texts",
+                                                              "bf16": "distill_bf16", "cpu_model": "distill_cpu"})
+    extra["teacher_layers"] = extra["teacher_layers"].map(lambda v: " ".join(str(i) for i in v))
+    return quality.merge(extra, on="layers", how="left")
+
+
 # --------------------------------------------------------------------------
 # Figures
 

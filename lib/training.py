@@ -61,7 +61,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from lib import models, strategies, training_data
+from lib import machine, models, strategies, training_data
 from lib.backbones import load_encoder
 from lib.encoder import bf16_supported
 from lib.errors import ConfigError
@@ -314,12 +314,15 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     optimizer = torch.optim.AdamW(prepare_params(encoder, cfg), lr=cfg.lr)
     saver = _ModelSaver(encoder, cfg, base=loaded_here and rank == 0)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    run = {"step": 0, "best_val": float("inf"), "best_step": -1, "log": [], "train_seconds": 0.0}
+    run = {"step": 0, "best_val": float("inf"), "best_step": -1, "log": [], "train_seconds": 0.0, "machines": []}
     if state == "resume":
         ckpt = _load_checkpoint(out_dir, encoder, optimizer, scheduler, rank)
-        run = {k: ckpt[k] for k in run}
+        run = {k: ckpt.get(k, run[k]) for k in run}  # "machines": absent from checkpoints written before it
         if rank == 0:
             print(f"resuming {out_dir} from step {run['step']}")
+    here = {"cpu_model": machine.cpu_model(), "precision": "bf16" if bf16 else "fp32"}
+    if here not in run["machines"]:  # train_seconds may add up time from more than one machine
+        run["machines"] = [*run["machines"], here]
     module = DualEmbed(encoder)
     if world > 1:
         module = torch.nn.parallel.DistributedDataParallel(module)
@@ -418,6 +421,9 @@ def _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, has_v
              "best_step": run["best_step"], "best_val_loss": run["best_val"] if has_val else None,
              "train_seconds": round(run["train_seconds"], 2),
              "train_pairs": int((pairs["split"] == "train").sum()) if "split" in pairs else len(pairs),
-             "skipped_pools": skipped, "torch": torch.__version__}
+             "skipped_pools": skipped, "torch": torch.__version__,
+             "cpu_model": " + ".join(dict.fromkeys(m["cpu_model"] for m in run["machines"])),
+             "precision": " + ".join(dict.fromkeys(m["precision"] for m in run["machines"])),
+             "machines": run["machines"]}
     _write_json({**cfg.to_dict(), **facts}, out_dir / "train_config.json")
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)

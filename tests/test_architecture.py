@@ -2,7 +2,7 @@
 
 The layers (docs/architecture.md draws them):
 
-0. foundation: errors, paths, strategies, metric_registry, integrity, results, timing-free helpers
+0. foundation: errors, paths, machine (CPU model, precision), strategies, metric_registry, integrity, results, timing-free helpers
 1. data and models: data, data_files, sentences, training_data, encoder, embedded_model, backbones, model_store, metrics, stats
 2. sampling, retrieval, timing, models (the model registry)
 3. training (the loop and run folder; contrastive: the loss and one step), distillation
@@ -22,7 +22,7 @@ from lib.paths import PROJ_ROOT
 
 LIB = PROJ_ROOT / "lib"
 LAYERS = {
-    0: {"__init__", "errors", "paths", "settings", "strategies", "metric_registry", "integrity", "results"},
+    0: {"__init__", "errors", "paths", "settings", "machine", "strategies", "metric_registry", "integrity", "results"},
     1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "embedded_model", "backbones",
         "model_store", "metrics", "stats"},
     2: {"sampling", "retrieval", "timing", "models"},

@@ -9,7 +9,7 @@ import pytest
 
 from lib import config
 from lib.config import load_profile, notebook_parameters, plan_runs
-from lib.errors import ConfigError
+from lib.errors import ConfigError, DataError
 from lib.paths import atomic_write
 
 
@@ -129,3 +129,35 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         tmp.write_text("new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+
+
+def test_run_times_record_the_machine(tmp_path, monkeypatch):
+    """Every notebook time carries the CPU model and precision; an older file gains the columns."""
+    import pandas as pd
+
+    from lib import machine
+    from lib.config import NotebookRun
+    from lib.runner import TIME_COLUMNS, _log_time
+
+    monkeypatch.setenv("HBT_BF16", "0")
+    path = tmp_path / "run_times.csv"
+    path.write_text("finished_utc,notebook,run,seconds,cpu_count\n2026-11-22T03:10:32+00:00,01_a,01_a,31.1,2\n")
+    run = NotebookRun(notebook=tmp_path / "02_b.ipynb", parameters={})
+    _log_time(path, run, 12.34)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == TIME_COLUMNS and len(frame) == 2
+    assert frame["cpu_model"].isna().iloc[0] and frame["cpu_model"].iloc[1] == machine.cpu_model()
+    assert frame["precision"].tolist()[1] == "fp32" and frame["seconds"].iloc[1] == 12.3
+    path.write_text("when,what\n1,2\n")
+    with pytest.raises(DataError, match="run_times.csv: header"):
+        _log_time(path, run, 1.0)
+
+
+def test_machine_precision_follows_the_override(monkeypatch):
+    from lib import machine
+
+    monkeypatch.setenv("HBT_BF16", "1")
+    assert machine.describe()["precision"] == "bf16"
+    monkeypatch.setenv("HBT_BF16", "0")
+    assert machine.precision() == "fp32"
+    assert machine.cpu_model()

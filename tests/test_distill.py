@@ -1,6 +1,7 @@
 """Distilled students: layer choice, training-side texts only, cached teacher embeddings, learning."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -93,3 +94,51 @@ def test_bad_configs_are_refused():
         D.DistillConfig(batch_size=1)
     with pytest.raises(ConfigError, match="distinct increasing"):
         D.init_student(build_tiny_encoder(layers=4), (2, 1), "s")
+
+
+def test_an_interrupted_distillation_resumes_to_the_same_student(tmp_path, no_evaluation_data, monkeypatch):
+    """Stopped after its second checkpoint, a distillation resumes there and ends with the weights, log and
+    recipe of an uninterrupted one; the checkpoint folder is gone afterwards."""
+    teacher = build_tiny_encoder(seed=1, layers=4)
+    cfg = D.DistillConfig(layers=2, steps=7, batch_size=8, lr=3e-3, warmup_steps=2, held_out=8,
+                          eval_every=3, max_length=16, bf16=False)
+    whole = D.distill(cfg, tmp_path / "whole", teacher=teacher, cache=tmp_path / "cache", progress=False,
+                      checkpoint_every=2)
+
+    saves = []
+    real_save = D._save_checkpoint
+
+    def save_then_stop(folder, state):
+        real_save(folder, state)
+        saves.append(state["step"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(D, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        D.distill(cfg, tmp_path / "parts", teacher=teacher, cache=tmp_path / "cache", progress=False,
+                  checkpoint_every=2)
+    assert saves == [2, 4] and not (tmp_path / "parts").exists()
+    assert (D.checkpoint_dir(tmp_path / "parts") / "state.pt").is_file()
+    monkeypatch.setattr(D, "_save_checkpoint", real_save)
+    parts = D.distill(cfg, tmp_path / "parts", teacher=teacher, cache=tmp_path / "cache", progress=False,
+                      checkpoint_every=2)
+    assert not D.checkpoint_dir(tmp_path / "parts").exists()
+    a, b = load_encoder(str(whole)), load_encoder(str(parts))
+    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb), name
+    ra, rb = (json.loads((f / "recipe.json").read_text()) for f in (whole, parts))
+    assert ra["log"] == rb["log"] and rb["resumed_at"] == 4 and ra["resumed_at"] is None
+
+    # a checkpoint of another recipe is not resumed from
+    monkeypatch.setattr(D, "_save_checkpoint", save_then_stop)
+    saves.clear()
+    with pytest.raises(KeyboardInterrupt):
+        D.distill(cfg, tmp_path / "other", teacher=teacher, cache=tmp_path / "cache", progress=False,
+                  checkpoint_every=2)
+    monkeypatch.setattr(D, "_save_checkpoint", real_save)
+    other = D.DistillConfig(**{**dataclasses.asdict(cfg), "lr": 1e-3})
+    with pytest.warns(UserWarning, match="another distillation"):
+        D.distill(other, tmp_path / "other", teacher=teacher, cache=tmp_path / "cache", progress=False,
+                  checkpoint_every=2)
+    assert json.loads((tmp_path / "other" / "recipe.json").read_text())["resumed_at"] is None

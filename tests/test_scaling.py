@@ -121,12 +121,14 @@ def test_finished_runs_are_reused_with_a_warning_when_settings_differ(tmp_path):
     (run_dir / "model").mkdir(parents=True)
     (run_dir / "train_config.json").write_text(json.dumps({"strategy": "cross", "steps": 6, "batch_size": 8,
                                                            "lr": 3e-5, "temperature": 0.01, "warmup_steps": 2,
-                                                           "train_seconds": 12.5}))
+                                                           "train_seconds": 12.5, "cpu_model": "AMD EPYC",
+                                                           "precision": "bf16"}))
     model = S.SizedModel(model.name, model.strategy, model.layers, model.num_layers, model.backbone,
                          model.alpha, model.seed, run_dir)
     with pytest.warns(UserWarning, match="other settings"):
         rows = S.train_models([plan[0], model], steps=4, batch_size=8, warmup_steps=2)
-    assert rows.to_dict("records") == [{"model": model.name, "train_seconds": 12.5, "steps": 6, "reused": True}]
+    assert rows.to_dict("records") == [{"model": model.name, "train_seconds": 12.5, "steps": 6, "reused": True,
+                                        "train_cpu": "AMD EPYC", "train_precision": "bf16"}]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         S.train_models([model], steps=6, batch_size=8, warmup_steps=2)  # same settings: no warning

@@ -106,3 +106,22 @@ def test_missing_arm_or_question_is_skipped_not_misaligned():
     frame = frame[~((frame["model"] == "m") & (frame["query_id"] == "en-de/0"))]  # one answer missing
     gap = SS.gaps(frame, "v", [("h", "m"), ("h", "absent")]).set_index("group")
     assert len(gap) == 2 and gap.loc["cross", "estimate"] == pytest.approx(0.05)
+
+
+def test_students_quality_table_with_recipes():
+    """Measured untuned rows get their student's recipe (the 12-layer teacher and published rows none)."""
+    from lib import scaling_report as report
+
+    est = pd.DataFrame([{"model": f"zero-shot_{name}", "group": "all", "estimate": v, "low": v - 0.01,
+                         "high": v + 0.01, "strategy": "zero-shot", "layers": k, "non_embedding_params": p}
+                        for name, k, v, p in (("distilled-L3", 3, 0.44, 5.3e6), ("embedded", 12, 0.73, 21.3e6))])
+    recipes = pd.DataFrame([{"student": "distilled-L3", "layers": 3, "teacher_layers": [3, 7, 11], "texts": 20000,
+                             "steps": 1200, "held_out_cosine": 0.95, "distill_seconds": 1211.0, "bf16": True,
+                             "cpu_model": "AMD EPYC"}])
+    table = report.with_recipes(report.quality_table(est), recipes)
+    measured = table[table["source"].str.startswith("measured")].set_index("layers")
+    assert measured.loc[3, "distill_seconds"] == 1211.0 and measured.loc[3, "teacher_layers"] == "3 7 11"
+    assert measured.loc[3, "distill_cpu"] == "AMD EPYC" and pd.isna(measured.loc[12, "distill_seconds"])
+    published = table[table["source"].str.startswith("published")]
+    assert len(published) == len(report.PUBLISHED_MLQA_NDCG10) and published["distill_seconds"].isna().all()
+    assert report.with_recipes(table, pd.DataFrame()).equals(table)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lib import machine
 from lib.backbones import load_encoder
 from lib.contrastive import info_nce
 from lib.errors import ConfigError
@@ -165,6 +166,10 @@ def test_resume_equals_uninterrupted(tmp_path, pairs):
         torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "train_log.csv").drop(columns="pairs_per_s"),
                                   pd.read_csv(tmp_path / "full" / "train_log.csv").drop(columns="pairs_per_s"))
+    # the machine each part ran on is kept with the time (one machine here, so listed once)
+    saved = json.loads((tmp_path / "cut" / "train_config.json").read_text())
+    assert saved["machines"] == [{"cpu_model": machine.cpu_model(), "precision": saved["precision"]}]
+    assert saved["cpu_model"] == machine.cpu_model() and saved["precision"] in ("bf16", "fp32")
 
 
 def test_finished_run_is_reused_and_other_config_refused(tmp_path, pairs, capsys):
