@@ -22,6 +22,10 @@ from typing import Callable
 import pandas as pd
 
 from lib import paper_tables
+from lib.alpha_axis import answer_lines, best_band
+from lib.budget_axis import budget_of
+from lib.checkpoints import FLAT_SHARE
+from lib.efficiency_tables_report import conclusion as efficiency_conclusion
 from lib.errors import DataError
 from lib.paths import PROJ_ROOT, atomic_write, results_dir
 from lib.scaling_report import verdict_lines
@@ -82,38 +86,201 @@ def _gap(r) -> str:
     return f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
 
 
-def claim_verdicts(folder: Path) -> str:
-    comp = _read(folder, "comparisons.csv").rename(columns={"a": "arm_a", "b": "arm_b", "estimate": "diff"})
-    verdicts = _read(folder, "verdicts.csv").set_index("claim")["verdict"]
-    maps = comp[(comp["subset"] == "all") & (comp["metric"] == "map")]
-    rows, counts = [], {}
+def _ds_label(dataset: str) -> str:
+    return {"xquad_r": "XQuAD-R", "mlqa_r": "MLQA-R", "mlqa_retrieval": "MLQARetrieval"}.get(dataset, dataset)
+
+
+def _best_of_both(maps: pd.DataFrame) -> tuple[list[str], dict[str, int], list[str]]:
+    """Per (dataset, setting) the gap of hybrid to the better specialist: text rows, outcome counts, and the
+    settings where it is neither ``better`` nor ``equivalent``."""
+    rows, counts, failing = [], {}, []
     for (ds, setting), g in maps.groupby(["dataset", "setting"], sort=False):
         best = g.loc[g["b_value"].idxmax()]
         counts[best["outcome"]] = counts.get(best["outcome"], 0) + 1
-        rows.append(f"{'XQuAD-R' if ds == 'xquad_r' else 'MLQA-R'} {setting} vs {best['arm_b']} {_gap(best)} "
-                    f"({best['outcome']})")
+        label = f"{_ds_label(ds)} {setting}"
+        rows.append(f"{label} vs {best['arm_b']} {_gap(best)} ({best['outcome']})")
+        if best["outcome"] not in ("better", "equivalent"):
+            failing.append(f"{label} ({best['outcome']})")
+    return rows, counts, failing
+
+
+def claim_verdicts(folder: Path) -> str:
+    comp = _read(folder, "comparisons.csv").rename(columns={"a": "arm_a", "b": "arm_b", "estimate": "diff"})
+    verdicts = _read(folder, "verdicts.csv").set_index("claim")["verdict"]
+    margin = float(comp["margin"].dropna().iloc[0])
+    maps = comp[(comp["subset"] == "all") & (comp["metric"] == "map")]
+    rows, counts, failing = _best_of_both(maps)
     summary = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
     rd = comp[(comp["subset"] == "all") & (comp["metric"] == "rank_distance")].set_index("dataset")
     unseen = comp[comp["subset"] == "never-seen"]
+    unseen_rows, unseen_counts, unseen_failing = _best_of_both(unseen[unseen["metric"] == "map"])
     unseen_rd = unseen[unseen["metric"] == "rank_distance"].iloc[0]
+    pub_mono, pub_hybrid = paper_tables.TABLE2[("XLM-R", "mono")], paper_tables.TABLE2[("XLM-R", "hybrid")]
 
     def rel(r, c="diff"):
         return f"{r[c] / r['b_value']:+.1%}"
 
+    def rel_ci(r):
+        return f"{rel(r)} [{rel(r, 'ci_low')}, {rel(r, 'ci_high')}] ({r['outcome']})"
+
+    where = ("every setting is better or equivalent" if not failing
+             else "not better or equivalent in " + ", ".join(failing))
     claim1 = (f"1. *Hybrid matches or beats the better of X-X-mono and X-Y in every setting*: "
-              f"**{verdicts[1]}** here ({summary} of six settings). Gap of hybrid to the better "
-              f"specialist, 95% interval: " + "; ".join(rows) + ". \"Equivalent\" means the interval lies "
-              "within +-0.01 mAP (the margin declared before the run); the gaps are small either way: "
-              "hybrid sits between the two specialists, which is a trade-off, not \"the best of both\".")
-    claim2 = (f"2. *Hybrid reduces language bias against X-X-mono substantially*: **{verdicts[2]}**: rank "
-              f"distance {rel(rd.loc['xquad_r'])} [{rel(rd.loc['xquad_r'], 'ci_low')}, "
-              f"{rel(rd.loc['xquad_r'], 'ci_high')}] on XQuAD-R and {rel(rd.loc['mlqa_r'])} "
-              f"[{rel(rd.loc['mlqa_r'], 'ci_low')}, {rel(rd.loc['mlqa_r'], 'ci_high')}] on MLQA-R "
-              "(paper: -30.1% for XLM-R on XQuAD-R).")
-    claim3 = (f"3. *The effect holds for never-seen languages (el, th, tr)*: the bias reduction does "
-              f"({rel(unseen_rd)} on XQuAD-R), the \"best of both\" does not (as in claim 1), so "
-              f"**{verdicts[3]}** as a whole.")
+              f"**{verdicts[1]}** here ({summary} of {len(rows)} settings; {where}). Gap of hybrid to the better "
+              f"specialist, 95% interval ({_method(comp)}): " + "; ".join(rows) + f". \"Equivalent\" means "
+              f"the interval lies within +-{margin:g} mAP (the margin declared before the run).")
+    claim2 = (f"2. *Hybrid reduces language bias against X-X-mono substantially* (by at least 10% of mono's mean "
+              f"rank distance): **{verdicts[2]}**: rank distance "
+              + " and ".join(f"{rel_ci(rd.loc[ds])} on {_ds_label(ds)}" for ds in DATASETS if ds in rd.index)
+              + f" (paper, XLM-R: {pub_hybrid['xquad_r'] / pub_mono['xquad_r'] - 1:+.1%} on XQuAD-R, "
+              f"{pub_hybrid['mlqa_r'] / pub_mono['mlqa_r'] - 1:+.1%} on MLQA-R).")
+    unseen_where = ("better or equivalent in every setting" if not unseen_failing
+                    else "not better or equivalent in " + ", ".join(unseen_failing))
+    claim3 = (f"3. *The effect holds for never-seen languages (el, th, tr)*: **{verdicts[3]}**: on their "
+              f"questions hybrid against the better specialist is {unseen_where} ("
+              + "; ".join(unseen_rows) + f"); rank distance {rel_ci(unseen_rd)} on "
+              f"{_ds_label(unseen_rd['dataset'])}.")
     return "\n".join([claim1, claim2, claim3])
+
+
+def _method(comp: pd.DataFrame) -> str:
+    """How the comparisons' intervals were made, from their ``method`` column."""
+    methods = sorted(set(comp.get("method", pd.Series(dtype=str)).dropna()))
+    return "; ".join(methods) if methods else "method not recorded"
+
+
+def seed_values(folder: Path) -> str:
+    """Every arm's macro mAP per setting: the mean over seeds and each seed's own value beside it
+    (``04_seed_values.csv``, written by notebook 04 from the models' own metrics)."""
+    seeds = _read(folder, "04_seed_values.csv")
+    seeds = seeds[seeds["metric"] == "map"]
+    order = {a: i for i, a in enumerate(("zero-shot", "mono", "cross", "hybrid"))}
+    arms = sorted(seeds["arm"].unique(), key=lambda a: (order.get(a, len(order)), a))
+    columns = [(ds, s) for ds in DATASETS for s in SETTINGS if ((seeds["dataset"] == ds) & (seeds["setting"] == s)).any()]
+    lines = ["| arm | seeds | " + " | ".join(f"{_ds_label(ds)} {s}" for ds, s in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for arm in arms:
+        part = seeds[seeds["arm"] == arm].sort_values("seed", na_position="first")
+        cells = []
+        for ds, s in columns:
+            values = part[(part["dataset"] == ds) & (part["setting"] == s)]["value"]
+            each = " ".join(_num(v) for v in values)
+            cells.append(f"**{_num(values.mean())}**" + (f" ({each})" if len(values) > 1 else ""))
+        n = part.groupby("model").ngroups
+        lines.append(f"| {arm} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def alpha_axis_block(folder: Path) -> str:
+    """The alpha axis: macro mAP per alpha (mean over seeds, interval over seeds and questions), the band of
+    alphas not worse than the best, and the answer in words (``04_alpha_axis.csv``)."""
+    table = _read(folder, "04_alpha_axis.csv")
+    band = best_band(table)
+    maps = table[table["metric"] == "map"]
+    alphas = sorted(maps["alpha"].unique())
+    names = {0.0: "0 (cross)", 1.0: "1 (mono)"}
+    lines = ["| dataset | setting | " + " | ".join(f"alpha {names.get(a, f'{a:g}')}" for a in alphas)
+             + " | not worse than the best |", "|---|---|" + "---|" * (len(alphas) + 1)]
+    for (ds, setting), part in maps.groupby(["dataset", "setting"], sort=False):
+        by = part.set_index("alpha")
+        cells = []
+        for a in alphas:
+            if a not in by.index:
+                cells.append("-")
+                continue
+            r = by.loc[a]
+            text = f"{_num(r['estimate'])} [{_num(r['low'])}, {_num(r['high'])}] ({int(r['n_seeds'])})"
+            cells.append(f"**{text}**" if r["vs_best_outcome"] == "reference" else text)
+        b = band[(band["dataset"] == ds) & (band["setting"] == setting) & (band["metric"] == "map")]["band"].iloc[0]
+        lines.append(f"| {_ds_label(ds)} | {setting} | " + " | ".join(cells) + f" | {b} |")
+    lines.append("")
+    lines += [f"- {line}" for line in answer_lines(table, band, "map")]
+    if (table["metric"] == "rank_distance").any():
+        lines.append(f"- {answer_lines(table, band, 'rank_distance')[-1]}")
+    return "\n".join(lines)
+
+
+def checkpoint_choice(folder: Path) -> str:
+    """Which step each run kept (lowest validation loss) and whether any verdict or comparison changes when
+    every run's last step is used instead (``04_checkpoints.csv``, ``04_checkpoint_rules.csv``,
+    ``04_checkpoint_verdicts.csv``)."""
+    runs = _read(folder, "04_checkpoints.csv")
+    runs["arm"] = [paper_tables.arm_label(s, a) for s, a in zip(runs["strategy"], runs["alpha"])]
+    kept = "; ".join(f"{arm}: " + ", ".join(str(int(x)) for x in part.sort_values("seed")["best_step"])
+                     for arm, part in runs.groupby("arm", sort=False))
+    steps = int(runs["steps"].max())
+    lines = [f"- Step kept by the lowest validation loss, per arm in seed order (of {steps}): {kept}. "
+             f"{int(runs['last_is_kept'].sum())} of {len(runs)} runs kept their last step; "
+             f"{int(runs['flat'].sum())} of {len(runs)} have a flat validation curve (last step within "
+             f"{FLAT_SHARE:.0%} of the lowest loss)."]
+    if (folder / "04_checkpoint_rules.csv").is_file():
+        comp = _read(folder, "04_checkpoint_rules.csv")
+        claims = _read(folder, "04_checkpoint_verdicts.csv")
+        verdicts = "; ".join(f"claim {int(r.claim)}: {r.verdict_kept}" + ("" if r.verdict_kept == r.verdict_last
+                                                                           else f" -> {r.verdict_last}")
+                             for r in claims.itertuples())
+        changed = comp[comp["changed"]]
+        listed = "; ".join(f"{_ds_label(r.dataset)} {r.setting} {r.metric} {r.arm_a} vs {r.arm_b} ({r.subset}): "
+                           f"{r.outcome_kept} -> {r.outcome_last}" for r in changed.itertuples())
+        lines.append(f"- With every run's last step instead: {int(claims['changed'].sum())} of {len(claims)} "
+                     f"verdicts change ({verdicts}); {len(changed)} of {len(comp)} comparison outcomes change"
+                     + (f": {listed}." if listed else "."))
+    return "\n".join(lines)
+
+
+def budget_axis_block(folder: Path, other: str = "budget") -> str:
+    """The verdicts at each training budget and the comparisons whose outcome changes with it
+    (``04_budget_axis.csv`` of this profile, ``verdicts.csv`` of this profile and of ``other``)."""
+    changes = _read(folder, "04_budget_axis.csv")
+    budgets = sorted(int(c.split("_")[1]) for c in changes.columns if c.startswith("outcome_"))
+    verdicts = {}
+    for f in (folder, folder.parent / other):
+        v = _read(f, "verdicts.csv")
+        steps = budget_of(f.name)
+        verdicts[steps] = v.set_index("claim")["verdict"]
+    claims = "; ".join(f"claim {c}: " + " / ".join(str(verdicts[b].get(c, "-")) for b in budgets)
+                       for c in sorted(set().union(*[v.index for v in verdicts.values()])))
+    changed = changes[changes["changed"]]
+    listed = "; ".join(f"{_ds_label(r['dataset'])} {r['setting']} {r['metric']} {r['a']} vs {r['b']} "
+                       f"({r['subset']}): " + " -> ".join(str(r[f'outcome_{b}']) for b in budgets)
+                       for _, r in changed.iterrows())
+    return (f"- Verdicts at {' / '.join(str(b) for b in budgets)} steps: {claims}.\n"
+            f"- {len(changed)} of {len(changes)} comparison outcomes change with the budget"
+            + (f": {listed}." if listed else "."))
+
+
+def efficiency_findings(folder: Path) -> str:
+    """Question 1's findings: notebook 06's conclusion, computed from ``efficiency.csv``."""
+    rows = _read(folder, "efficiency.csv")
+    others = sorted(set(rows["dataset"].dropna()) - {"xquad_r"})
+    if not others:
+        raise DataError(f"{folder / 'efficiency.csv'} has no DuReader rows: run notebook 06")
+    return efficiency_conclusion(rows, others[0], "xquad_r")
+
+
+def students_table(folder: Path) -> str:
+    """The untuned models of the size axis (distilled students and the full backbone, measured here) with
+    each student's recipe, and published MLQARetrieval figures for orientation (``07_students.csv``)."""
+    q = _read(folder, "07_students.csv")
+    measured, published = q[q["source"].str.startswith("measured")], q[q["source"].str.startswith("published")]
+    xq = [c for c in ("xquad_r_map_mono", "xquad_r_map_cross", "xquad_r_map_multi") if c in q.columns]
+    lines = ["| model | layers | non-embedding parameters | untuned MLQARetrieval nDCG@10 | XQuAD-R mAP "
+             "mono / cross / multi | distilled from teacher layers | held-out cosine to the teacher | "
+             "distillation time |", "|---|---|---|---|---|---|---|---|"]
+    for r in measured.sort_values("layers").to_dict("records"):
+        student = isinstance(r.get("teacher_layers"), str)
+        time_text = (f"{r['distill_seconds'] / 60:.1f} min ({r['distill_cpu'] or 'CPU not recorded'}, "
+                     f"{'bf16' if r['distill_bf16'] else 'fp32'}; {int(r['distill_steps'])} steps, "
+                     f"{int(r['distill_texts']):,} texts)") if student else "- (the teacher)"
+        lines.append(f"| `{r['model']}` | {int(r['layers'])} | {r['non_embedding_params'] / 1e6:.1f}M | "
+                     f"{_num(r['mlqa_retrieval_ndcg10'])} [{_num(r['ndcg10_low'])}, {_num(r['ndcg10_high'])}] | "
+                     + (" / ".join(_num(r[c]) for c in xq) if xq else "-") + " | "
+                     + (r["teacher_layers"] if student else "-") + " | "
+                     + (f"{r['held_out_cosine']:.3f}" if student else "-") + f" | {time_text} |")
+    for r in published.to_dict("records"):
+        lines.append(f"| {r['model']} (published, not measured here) | - | - | {_num(r['mlqa_retrieval_ndcg10'])} "
+                     "| - | - | - | - |")
+    return "\n".join(lines)
 
 
 def run_minutes(folder: Path) -> str:
@@ -167,6 +334,18 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "results-table": results_table,
     "claim-verdicts": claim_verdicts,
     "run-minutes-01-05": run_minutes,
+}
+# Written by the functions above and registered in BLOCKS once the README carries their markers
+# (the default run that produces their files is in progress; see the README's Results section).
+PENDING: dict[str, Callable[[Path], str]] = {
+    "seed-values": seed_values,
+    "alpha-axis": alpha_axis_block,
+    "checkpoint-choice": checkpoint_choice,
+    "budget-axis": budget_axis_block,
+    "efficiency-findings": efficiency_findings,
+    "students-table": students_table,
+    "scaling-table": scaling_table,
+    "scaling-answer": scaling_answer,
 }
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) \(python -m lib.readme\) -->\n)(?P<body>.*?)"
                     r"(\n<!-- end generated: (?P=name) -->)", re.S)

@@ -63,3 +63,56 @@ def test_question_2_blocks_from_notebook_07_tables(tmp_path):
     answer = readme.scaling_answer(tmp_path)
     assert "hybrid - mono = 3L +0.015 [+0.011, +0.019] better, 12L +0.015" in answer
     assert "of 2 sizes hybrid is better at 2, equivalent at 0" in answer
+
+
+def test_seed_values_show_every_seed_beside_the_mean(tmp_path):
+    import pandas as pd
+
+    rows = [{"model": "zero-shot", "arm": "zero-shot", "seed": None, "dataset": "xquad_r", "setting": "mono",
+             "metric": "map", "value": 0.8}]
+    for seed, v in enumerate((0.70, 0.72, 0.74)):
+        rows.append({"model": f"mono_s{seed}", "arm": "mono", "seed": seed, "dataset": "xquad_r", "setting": "mono",
+                     "metric": "map", "value": v})
+        rows.append({"model": f"mono_s{seed}", "arm": "mono", "seed": seed, "dataset": "xquad_r",
+                     "setting": "mono", "metric": "rank_distance", "value": 100.0})
+    pd.DataFrame(rows).to_csv(tmp_path / "04_seed_values.csv", index=False)
+    lines = readme.seed_values(tmp_path).splitlines()
+    assert lines[0] == "| arm | seeds | XQuAD-R mono |"
+    assert lines[2] == "| zero-shot | 1 | **.800** |"
+    assert lines[3] == "| mono | 3 | **.720** (.700 .720 .740) |"
+
+
+def test_checkpoint_and_budget_blocks(tmp_path):
+    import pandas as pd
+
+    runs = pd.DataFrame([{"model": f"{s}_s{k}", "strategy": s, "alpha": a, "seed": k, "steps": 120,
+                          "best_step": step, "best_val_loss": 0.5, "last_val_loss": 0.505, "val_loss_rise": 0.01,
+                          "flat": True, "last_is_kept": step == 120}
+                         for s, a in (("mono", 1.0), ("hybrid", 0.5)) for k, step in ((0, 40), (1, 120))])
+    runs.to_csv(tmp_path / "04_checkpoints.csv", index=False)
+    text = readme.checkpoint_choice(tmp_path)
+    assert "mono: 40, 120; hybrid: 40, 120" in text and "2 of 4 runs kept their last step" in text
+    keys = {"claim": 1, "subset": "all", "dataset": "xquad_r", "setting": "mono", "metric": "map",
+            "arm_a": "hybrid", "arm_b": "mono"}
+    pd.DataFrame([{**keys, "diff_kept": -0.02, "outcome_kept": "worse", "diff_last": -0.005,
+                   "outcome_last": "equivalent", "changed": True}]).to_csv(tmp_path / "04_checkpoint_rules.csv",
+                                                                        index=False)
+    pd.DataFrame([{"claim": 1, "verdict_kept": "not supported", "verdict_last": "supported", "changed": True}]).to_csv(
+        tmp_path / "04_checkpoint_verdicts.csv", index=False)
+    text = readme.checkpoint_choice(tmp_path)
+    assert ("1 of 1 verdicts change (claim 1: not supported -> supported); 1 of 1 comparison outcomes change: "
+            "XQuAD-R mono map hybrid vs mono (all): worse -> equivalent.") in text
+
+    default, budget = tmp_path / "default", tmp_path / "budget"
+    for folder, verdict in ((default, "not supported"), (budget, "supported")):
+        folder.mkdir()
+        pd.DataFrame([{"claim": 1, "verdict": verdict}, {"claim": 2, "verdict": "supported"}]).to_csv(
+            folder / "verdicts.csv", index=False)
+    low, high = readme.budget_of("default"), readme.budget_of("budget")
+    pd.DataFrame([{"claim": 1, "subset": "all", "dataset": "mlqa_r", "setting": "cross", "metric": "map",
+                   "a": "hybrid", "b": "cross", f"outcome_{low}": "worse", f"outcome_{high}": "equivalent",
+                   f"estimate_{low}": -0.02, f"estimate_{high}": -0.004, "changed": True}]).to_csv(
+        default / "04_budget_axis.csv", index=False)
+    text = readme.budget_axis_block(default)
+    assert f"Verdicts at {low} / {high} steps: claim 1: not supported / supported; claim 2: supported / supported" in text
+    assert "1 of 1 comparison outcomes change with the budget: MLQA-R cross map hybrid vs cross (all): worse -> equivalent" in text
