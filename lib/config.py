@@ -40,7 +40,8 @@ from lib.settings import comma_list
 
 CONFIG_DIR = PROJ_ROOT / "configs"
 NOTEBOOK_DIR = PROJ_ROOT / "notebooks"
-TOP_KEYS = {"description", "common", "notebooks"}
+TOP_KEYS = {"description", "precision", "common", "notebooks"}
+PRECISIONS = {"auto": None, "bf16": "1", "fp32": "0"}  # profile precision -> HBT_BF16 (lib.machine)
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
@@ -64,6 +65,21 @@ class Profile:
     description: str
     common: dict[str, Any] = field(default_factory=dict)
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    precision: str = "auto"  # auto: bf16 where the CPU has it; bf16 / fp32: forced for every notebook
+
+
+def apply_precision(profile: Profile) -> str | None:
+    """Set ``HBT_BF16`` for a profile that fixes its precision (the notebooks' kernels inherit it); returns
+    a note, or None for ``auto``. ConfigError when ``HBT_BF16`` is already set to the other precision."""
+    wanted = PRECISIONS[profile.precision]
+    if wanted is None:
+        return None
+    current = os.environ.get("HBT_BF16", "").strip()
+    if current and current != wanted:
+        raise ConfigError(f"{profile.path}: precision: {profile.precision}, but HBT_BF16={current} is set; unset "
+                          "HBT_BF16 or use another profile")
+    os.environ["HBT_BF16"] = wanted
+    return f"precision {profile.precision} (HBT_BF16={wanted}) for every notebook of profile {profile.name!r}"
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -150,12 +166,16 @@ def load_profile(name_or_path: str) -> Profile:
     if not notebooks and not common:
         raise ConfigError(f"{path} sets no parameters (it would silently run every notebook at full size with "
                           f"its defaults): {PROFILE_SHAPE}.")
+    precision = raw.get("precision", "auto")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{path}: precision: {precision!r}; use one of {sorted(PRECISIONS)}.")
     return Profile(
         name=path.stem,
         path=path,
         description=str(raw.get("description", "")),
         common=dict(common),
         notebooks={k: dict(v or {}) for k, v in notebooks.items()},
+        precision=precision,
     )
 
 

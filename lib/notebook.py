@@ -39,8 +39,8 @@ from typing import Any, MutableMapping
 
 import pandas as pd
 
-from lib.config import (NOTEBOOK_DIR, check_value, list_notebooks, load_profile, notebook_parameters,
-                        plan_runs)
+from lib.config import (NOTEBOOK_DIR, apply_precision, check_value, list_notebooks, load_profile,
+                        notebook_parameters, plan_runs)
 from lib.errors import ConfigError
 from lib.paths import PROJ_ROOT
 
@@ -191,6 +191,7 @@ def apply_profile(ns: MutableMapping[str, Any], notebook: str | Path, *, mode: R
         raise ConfigError(f"{path.name}: the parameters cell has no 'profile' parameter")
     prof, values, sweep = profile_values(str(ns["profile"]), path)
     ns["profile"] = prof.name  # a YAML path names results/<stem>/, as the runner does
+    precision_note = apply_precision(prof)  # as the runner does for its kernels
     rows, filled, changed, kept = [], [], [], []
     for name, info in declared.items():
         value = ns[name]
@@ -217,6 +218,8 @@ def apply_profile(ns: MutableMapping[str, Any], notebook: str | Path, *, mode: R
               + (f", differing from the notebook defaults: {', '.join(changed)}" if changed else ""))
         if kept:
             print("set in this notebook (kept): " + ", ".join(kept))
+        if precision_note:
+            print(precision_note)
         if sweep:
             print(f"the profile runs this notebook once per combination of {sweep['keys']} "
                   f"({sweep['n_runs']} runs); using the first ({sweep['tag']}); set "

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 import torch
 
+from lib import machine
 from lib.errors import ConfigError, ModelError
 from lib.paths import atomic_write, results_dir
 
@@ -101,8 +102,10 @@ def embedding_dir(profile: str, model: str, dataset: str) -> Path:
 
 
 def _cache_key(model_fp: str, texts_fp: str, role: str, max_length: int, n: int) -> dict:
+    # precision: what Encoder.encode computes in on this CPU (bf16 autocast or fp32), so that embeddings
+    # made in one precision never stand in for the other (HBT_BF16, an fp32 profile, another machine)
     return {"version": CACHE_VERSION, "model": model_fp, "texts": texts_fp, "role": role,
-            "max_length": int(max_length), "n": int(n)}
+            "max_length": int(max_length), "n": int(n), "precision": machine.precision()}
 
 
 def load_cached(folder: Path, role: str, key: dict | None = None) -> np.ndarray | None:
@@ -129,7 +132,8 @@ def encode_cached(encoder, texts: Sequence[str], role: str, *, profile: str, mod
 
     ``encoder`` is an ``Encoder`` or a zero-argument callable returning one
     (called only on a cache miss, so a hit never loads the model). The key
-    is the model fingerprint, the texts' hash, ``role`` and ``max_length``;
+    is the model fingerprint, the texts' hash, ``role``, ``max_length`` and the
+    precision (:func:`lib.machine.precision`);
     the old key is removed, then the ``.npy`` and the new JSON key are
     written atomically, so an interrupted write is a miss next time, never
     a wrong hit.

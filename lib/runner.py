@@ -36,7 +36,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lib.config import NOTEBOOK_DIR, NotebookRun, load_profile, notebook_parameters, plan_runs
+from lib.config import NOTEBOOK_DIR, NotebookRun, apply_precision, load_profile, notebook_parameters, plan_runs
 from lib.errors import DataError, StudyError
 from lib.integrity import LockedError, RunLock, clean_stale_temps, describe_os_error, describe_stale
 from lib.machine import describe as describe_machine
@@ -390,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: removed {len(removed)} temporary folder(s) left by an interrupted write "
                   f"(e.g. {removed[0]})", flush=True)
         check_backbone(runs)
+        note = apply_precision(profile)
+        if note:
+            print(f"note: {note}", flush=True)
         return execute(profile.name, runs, quiet=args.quiet, state=state)
     except (KeyboardInterrupt, Interrupted):
         if debug:

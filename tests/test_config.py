@@ -161,3 +161,21 @@ def test_machine_precision_follows_the_override(monkeypatch):
     monkeypatch.setenv("HBT_BF16", "0")
     assert machine.precision() == "fp32"
     assert machine.cpu_model()
+
+
+def test_a_profile_fixes_its_precision(tmp_path, monkeypatch):
+    from lib.config import apply_precision
+
+    monkeypatch.delenv("HBT_BF16", raising=False)
+    prof = _profile(tmp_path, "precision: fp32\nnotebooks:\n  02_beta: {seed: 7}\n")
+    assert prof.precision == "fp32"
+    assert "HBT_BF16=0" in apply_precision(prof)
+    import os
+
+    assert os.environ["HBT_BF16"] == "0"
+    monkeypatch.setenv("HBT_BF16", "1")
+    with pytest.raises(ConfigError, match="precision: fp32, but HBT_BF16=1 is set"):
+        apply_precision(prof)
+    assert apply_precision(_profile(tmp_path, "notebooks:\n  02_beta: {seed: 7}\n")) is None  # auto: untouched
+    with pytest.raises(ConfigError, match=r"precision: 'fp16'; use one of \['auto', 'bf16', 'fp32'\]"):
+        _profile(tmp_path, "precision: fp16\nnotebooks:\n  02_beta: {seed: 7}\n")

@@ -140,6 +140,25 @@ def test_embedding_cache_hits_and_invalidates(results, tiny_encoder):
     assert loader_calls == []  # a hit never loads the model
 
 
+def test_embedding_cache_keeps_precisions_apart(results, tiny_encoder, monkeypatch):
+    """Embeddings made in bf16 never stand in for fp32 ones (and back): the precision is in the key."""
+    calls = []
+
+    class Counting:
+        def encode(self, texts, role, **kw):
+            calls.append(role)
+            return tiny_encoder.encode(texts, role, **kw)
+
+    kw = dict(profile="unit", model="m", dataset="d", model_fp="fp1")
+    monkeypatch.setenv("HBT_BF16", "1")
+    R.encode_cached(Counting(), ["a1 a2", "b1"], "query", **kw)
+    monkeypatch.setenv("HBT_BF16", "0")
+    R.encode_cached(Counting(), ["a1 a2", "b1"], "query", **kw)
+    assert len(calls) == 2
+    R.encode_cached(Counting(), ["a1 a2", "b1"], "query", **kw)
+    assert len(calls) == 2
+
+
 def test_trained_run_folder_metadata(tmp_path, tiny_encoder):
     run = tmp_path / "hybrid_a0.5_s3"
     tiny_encoder.save(run / "model")
