@@ -36,7 +36,7 @@ from lib.paths import results_dir
 LAST_DIR = "checkpoint_last"
 FLAT_SHARE = 0.02  # last-step validation loss within 2% of the best: a flat curve
 RUN_COLUMNS = ["model", "strategy", "alpha", "seed", "steps", "best_step", "best_val_loss", "last_val_loss",
-               "val_loss_rise", "flat", "last_is_kept"]
+               "val_loss_rise", "flat", "last_is_kept", "train_seconds", "cpu_model", "precision"]
 
 
 def last_profile(profile: str) -> str:
@@ -45,7 +45,8 @@ def last_profile(profile: str) -> str:
 
 
 def run_table(runs: Sequence[Path]) -> pd.DataFrame:
-    """One row per run (RUN_COLUMNS) from its ``train_config.json`` and ``train_log.csv``."""
+    """One row per run (RUN_COLUMNS) from its ``train_config.json`` and ``train_log.csv``, with the
+    training time and the machine it was spent on (empty for runs trained before that was recorded)."""
     rows = []
     for run in runs:
         cfg = pd.read_json(run / "train_config.json", typ="series")
@@ -57,7 +58,9 @@ def run_table(runs: Sequence[Path]) -> pd.DataFrame:
         rows.append({"model": run.name, "strategy": cfg["strategy"], "alpha": float(cfg["alpha"]),
                      "seed": int(cfg["seed"]), "steps": int(cfg["steps"]), "best_step": int(cfg["best_step"]),
                      "best_val_loss": best, "last_val_loss": last, "val_loss_rise": rise,
-                     "flat": bool(rise < FLAT_SHARE), "last_is_kept": last_is_kept(run)})
+                     "flat": bool(rise < FLAT_SHARE), "last_is_kept": last_is_kept(run),
+                     "train_seconds": float(cfg.get("train_seconds", math.nan)),
+                     "cpu_model": cfg.get("cpu_model", ""), "precision": cfg.get("precision", "")})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 

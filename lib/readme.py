@@ -143,6 +143,23 @@ def claim_verdicts(folder: Path) -> str:
     return "\n".join([claim1, claim2, claim3])
 
 
+def training_times(folder: Path) -> str:
+    """Training wall time per run (optimizer steps, validation and checkpoints; not model loading), by the
+    machine it ran on (``04_checkpoints.csv``, from each run's ``train_config.json``)."""
+    runs = _read(folder, "04_checkpoints.csv")
+    runs["cpu_model"] = runs["cpu_model"].fillna("").replace("", "CPU not recorded")
+    runs["precision"] = runs["precision"].fillna("").replace("", "precision not recorded")
+    lines = []
+    for (cpu, prec, steps), part in runs.dropna(subset=["train_seconds"]).groupby(
+            ["cpu_model", "precision", "steps"], sort=True):
+        minutes = part["train_seconds"] / 60
+        lines.append(f"- {len(part)} run(s) of {int(steps)} steps on {cpu} ({prec}): median {minutes.median():.1f} "
+                     f"min per run, {minutes.min():.1f}-{minutes.max():.1f} min")
+    if not lines:
+        raise DataError(f"{folder / '04_checkpoints.csv'} has no training times")
+    return "\n".join(lines)
+
+
 def _method(comp: pd.DataFrame) -> str:
     """How the comparisons' intervals were made, from their ``method`` column."""
     methods = sorted(set(comp.get("method", pd.Series(dtype=str)).dropna()))
@@ -339,6 +356,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 # (the default run that produces their files is in progress; see the README's Results section).
 PENDING: dict[str, Callable[[Path], str]] = {
     "seed-values": seed_values,
+    "training-times": training_times,
     "alpha-axis": alpha_axis_block,
     "checkpoint-choice": checkpoint_choice,
     "budget-axis": budget_axis_block,

@@ -63,6 +63,12 @@ def test_run_table_measures_how_flat_the_validation_curve_is(tmp_path):
     assert table.loc["mono_s0", "best_step"] == 10 and table.loc["mono_s0", "val_loss_rise"] == pytest.approx(0.01)
     assert table.loc["mono_s0", "flat"] and not table.loc["hybrid_a0.5_s0", "flat"]
     assert not table["last_is_kept"].any()
+    assert table["train_seconds"].isna().all() and (table["cpu_model"] == "").all()  # not recorded by these runs
+    cfg = json.loads((runs[0] / "train_config.json").read_text())
+    (runs[0] / "train_config.json").write_text(json.dumps({**cfg, "train_seconds": 250.5, "cpu_model": "AMD EPYC",
+                                                            "precision": "bf16"}))
+    row = CK.run_table(runs).set_index("model").loc["mono_s0"]
+    assert (row["train_seconds"], row["cpu_model"], row["precision"]) == (250.5, "AMD EPYC", "bf16")
 
 
 def test_last_steps_are_evaluated_apart_and_kept_ones_copied(results, monkeypatch):

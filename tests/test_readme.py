@@ -116,3 +116,15 @@ def test_checkpoint_and_budget_blocks(tmp_path):
     text = readme.budget_axis_block(default)
     assert f"Verdicts at {low} / {high} steps: claim 1: not supported / supported; claim 2: supported / supported" in text
     assert "1 of 1 comparison outcomes change with the budget: MLQA-R cross map hybrid vs cross (all): worse -> equivalent" in text
+
+
+def test_training_times_by_machine(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame([{"model": "a", "steps": 120, "train_seconds": 300.0, "cpu_model": "AMD EPYC", "precision": "bf16"},
+                  {"model": "b", "steps": 120, "train_seconds": 420.0, "cpu_model": "AMD EPYC", "precision": "bf16"},
+                  {"model": "c", "steps": 120, "train_seconds": 250.0, "cpu_model": None, "precision": None}]).to_csv(
+        tmp_path / "04_checkpoints.csv", index=False)
+    assert readme.training_times(tmp_path).splitlines() == [
+        "- 2 run(s) of 120 steps on AMD EPYC (bf16): median 6.0 min per run, 5.0-7.0 min",
+        "- 1 run(s) of 120 steps on CPU not recorded (precision not recorded): median 4.2 min per run, 4.2-4.2 min"]
