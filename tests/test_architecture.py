@@ -24,7 +24,7 @@ LIB = PROJ_ROOT / "lib"
 LAYERS = {
     0: {"__init__", "errors", "paths", "settings", "machine", "strategies", "metric_registry", "integrity", "results"},
     1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "embedded_model", "backbones",
-        "model_store", "metrics", "stats"},
+        "model_store", "metrics", "stats", "stats_calibration"},
     2: {"sampling", "retrieval", "timing", "models"},
     3: {"training", "contrastive", "distill"},
     4: {"evaluation", "indexes", "clustering", "encoding_cost", "efficiency", "mlqa_retrieval", "mteb_adapter", "mteb_eval", "scaling", "scaling_stats"},

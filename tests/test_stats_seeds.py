@@ -7,31 +7,12 @@ import pytest
 
 import lib.stats as S
 from lib import results as results_store
+from lib.stats_calibration import calibrate, simulate
 
-N_ITEMS, N_LANGS = 100, 3
 R = 200  # simulated studies per check
 # binomial bounds: 3 standard deviations around the nominal rate over R replicates
 REJECT_MAX = 0.05 + 3 * np.sqrt(0.05 * 0.95 / R)
 COVER_MIN = 0.95 - 3 * np.sqrt(0.05 * 0.95 / R)
-
-
-def simulate(rng, n_seeds, sd_seed, true_diff=0.0, sd_noise=0.05):
-    """Per-seed per-question scores of two strategies on the same questions.
-
-    Each item has three translations (one per language) sharing an item effect;
-    each training seed shifts all its scores (sd_seed) and adds per-question
-    noise (sd_noise).
-    """
-    items = np.repeat(np.arange(N_ITEMS), N_LANGS)
-    langs = np.tile(np.array(["x", "y", "z"]), N_ITEMS)
-    item_effect = np.repeat(rng.normal(0, 0.2, N_ITEMS), N_LANGS)
-    n = len(items)
-
-    def arm(shift):
-        return (0.6 + shift + item_effect + rng.normal(0, sd_seed, (n_seeds, 1))
-                + rng.normal(0, sd_noise, (n_seeds, n)))
-
-    return arm(true_diff), arm(0.0), langs, items
 
 
 @pytest.mark.parametrize("n_seeds, sd_seed", [(3, 0.01), (5, 0.02), (3, 0.0)])
@@ -210,3 +191,14 @@ def test_one_arm_interval_is_the_test_against_a_constant_zero():
     one = S.seed_question_interval(a, groups, clusters)
     both = S.seed_question_test(a, np.zeros((1, 40)), groups, clusters)
     assert one == both and one["point"] == pytest.approx(S.macro_mean(a.mean(0), groups))
+
+
+def test_calibration_table_reports_every_method():
+    """The calibration behind the README's coverage figures: one row per scenario and method, shares that
+    add up, and the seed-blind method rejecting a true null far more often than the seed-aware one."""
+    table = calibrate([{"n_seeds": 3, "sd_seed": 0.02, "true_diff": 0.0}], replicates=40, n_bootstrap=100)
+    assert list(table["method"]) == ["seed-aware t", "two-stage bootstrap", "questions only (seeds averaged)"]
+    shares = table[["share_better", "share_worse", "share_equivalent", "share_inconclusive"]].sum(axis=1)
+    assert np.allclose(shares, 1.0)
+    by = table.set_index("method")
+    assert by.loc["questions only (seeds averaged)", "rejection_rate"] > 3 * by.loc["seed-aware t", "rejection_rate"]
