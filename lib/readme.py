@@ -160,6 +160,34 @@ def training_times(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def bias_block(folder: Path) -> str:
+    """Same-language preference per arm in the multilingual pool (``05_bias_summary.csv``; per arm, the mean
+    over its seeds of per-language means), and where the untuned model stands on monolingual mAP
+    (``04_strategy_table.csv``)."""
+    summary = _read(folder, "05_bias_summary.csv").set_index(["dataset", "arm"])
+    table = _read(folder, "04_strategy_table.csv").set_index(["arm", "dataset", "quantity"])["mean"]
+    order = [a for a, _ in ARMS]
+    labels = dict(ARMS)
+    lines = []
+    for ds in DATASETS:
+        if ds not in summary.index.get_level_values(0):
+            continue
+        part = summary.loc[ds]
+        arms = [a for a in order if a in part.index]
+        first = ", ".join(f"{labels[a]} {part.loc[a, 'own_first']:.0%}" for a in arms)
+        shares = part["top10_same_lang_share"].dropna()  # needs questions present in every language
+        top10 = ", ".join(f"{labels[a]} {shares[a]:.0%}" for a in arms if a in shares.index)
+        mono = {a: float(table[(a, ds, "mono mAP")]) for a in arms if (a, ds, "mono mAP") in table.index}
+        best = max(mono, key=mono.get)
+        lines.append(f"- {_ds_label(ds)}, multilingual pool: the relevant candidate in the question's own language "
+                     f"ranks above all its translations for {first} of questions"
+                     + (f"; share of the top 10 in the question's language: {top10}" if top10 else "")
+                     + f". Best monolingual mAP: {labels[best]} ({_num(mono[best])}"
+                     + (f"; untuned {_num(mono['zero-shot'])}" if best != "zero-shot" and "zero-shot" in mono else "")
+                     + ").")
+    return "\n".join(lines)
+
+
 def _method(comp: pd.DataFrame) -> str:
     """How the comparisons' intervals were made, from their ``method`` column."""
     methods = sorted(set(comp.get("method", pd.Series(dtype=str)).dropna()))
@@ -351,6 +379,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "results-table": results_table,
     "claim-verdicts": claim_verdicts,
     "run-minutes-01-05": run_minutes,
+    "bias-summary": bias_block,
 }
 # Written by the functions above and registered in BLOCKS once the README carries their markers
 # (the default run that produces their files is in progress; see the README's Results section).
