@@ -357,8 +357,8 @@ def scaling_table(folder: Path) -> str:
                  f"{part['non_embedding_params'].iloc[0] / 1e6:.1f}M",
                  _ci(zero) if zero is not None else "-"]
         for strategy in ("mono", "cross", "hybrid"):
-            cells.append(f"{_ci(by.loc[strategy])} ({int(by.loc[strategy, 'n_seeds'])} seeds)"
-                         if strategy in by.index else "-")
+            n = int(by.loc[strategy, "n_seeds"]) if strategy in by.index else 0
+            cells.append(f"{_ci(by.loc[strategy])} ({n} seed{'' if n == 1 else 's'})" if n else "-")
         for other in ("mono", "cross"):
             cells.append(f"{_ci(g.loc[other], sign=True)} {g.loc[other, 'outcome']}" if other in g.index else "-")
         lines.append("| " + " | ".join(cells) + " |")
