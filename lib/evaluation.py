@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -49,6 +50,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from lib import machine
 from lib import metrics as M
 from lib.data import load_lareqa
 from lib.data_files import LANGS
@@ -325,6 +327,7 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
     ``lib.data.load_lareqa(dataset, max_items=max_items)``.
     """
     check_dataset(dataset)
+    t_start = time.perf_counter()
     spec = model if isinstance(model, ModelSpec) else describe_model(model, model_name, num_layers)
     if data is None:
         data = load_lareqa(dataset, max_items=max_items)
@@ -339,8 +342,10 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
         return loaded["enc"]
     common = dict(profile=profile, model=spec.name, dataset=dataset, model_fp=spec.fingerprint,
                   max_length=max_length, batch_size=batch_size, progress=progress)
+    t_encode = time.perf_counter()
     q_emb = encode_cached(encoder, lay.queries["text"].tolist(), "query", **common)
     d_emb = encode_cached(encoder, lay.docs["text"].tolist(), "passage", **common)
+    encode_seconds = time.perf_counter() - t_encode
     pool_ranks, own_ranks, top_ids = block_ranks(q_emb, d_emb, lay.relevant, lay.bounds, top_k=10,
                                                  threads=threads)
     per_query = per_query_frame(lay, pool_ranks, own_ranks, top_ids)
@@ -359,8 +364,28 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
         record(profile, f"{spec.name}__{dataset}", {
             "model_fingerprint": spec.fingerprint, "data_fingerprint": data_fingerprint(data),
             "eval_version": EVAL_VERSION, "max_items": int(max_items), "max_length": int(max_length),
-            "n_queries": int(len(lay.queries)), "n_candidates": int(len(lay.docs))})
+            "n_queries": int(len(lay.queries)), "n_candidates": int(len(lay.docs)),
+            # where the time went and on what machine (encoding is near 0 s when the embeddings were cached)
+            "seconds": round(time.perf_counter() - t_start, 2), "encode_seconds": round(encode_seconds, 2),
+            "encoded": "enc" in loaded, **machine.describe()})
     return rows
+
+
+TIME_COLUMNS = ["model", "dataset", "seconds", "encode_seconds", "encoded", "cpu_model", "precision",
+                "n_queries", "n_candidates"]
+
+
+def evaluation_times(profile: str, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per recorded LAReQA evaluation of ``profile`` (``evaluations.json``): wall seconds, the
+    encoding part, whether the model was encoded (not read from the embedding cache), the machine.
+    Evaluations recorded before times were kept have no seconds."""
+    rows = []
+    for key, entry in read_manifest(profile)["entries"].items():
+        model, _, dataset = key.rpartition("__")
+        if dataset not in DATASETS or (models is not None and model not in models):
+            continue
+        rows.append({"model": model, "dataset": dataset, **{k: entry.get(k) for k in TIME_COLUMNS[2:]}})
+    return pd.DataFrame(rows, columns=TIME_COLUMNS)
 
 
 def up_to_date(profile: str, spec: ModelSpec, dataset: str, data_fp: str, manifest: dict) -> bool:

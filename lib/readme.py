@@ -188,6 +188,26 @@ def bias_block(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def evaluation_times_block(folder: Path) -> str:
+    """Seconds per model and dataset for the evaluations that encoded (not read cached embeddings), by the
+    machine they ran on (``04_evaluation_times.csv``, from ``evaluations.json``)."""
+    times = _read(folder, "04_evaluation_times.csv").dropna(subset=["seconds"])
+    times = times[times["encoded"].astype(str).str.lower() == "true"]
+    if times.empty:
+        raise DataError(f"{folder / '04_evaluation_times.csv'} has no timed evaluation that encoded")
+    lines = []
+    for (cpu, prec), part in times.groupby(["cpu_model", "precision"], sort=True):
+        per_ds = "; ".join(f"{_ds_label(ds)} {len(g)} models, median {g['seconds'].median():.0f} s "
+                           f"({g['encode_seconds'].median():.0f} s of it encoding)"
+                           for ds, g in part.groupby("dataset", sort=False))
+        both = part.groupby("model").filter(lambda g: g["dataset"].nunique() == len(DATASETS))
+        total = both.groupby("model")["seconds"].sum()
+        lines.append(f"- {cpu} ({prec}): {per_ds}" + (f"; both datasets: median {total.median():.0f} s per model "
+                                                      f"({total.min():.0f}-{total.max():.0f} s, {len(total)} models)"
+                                                      if len(total) else "") + ".")
+    return "\n".join(lines)
+
+
 def _method(comp: pd.DataFrame) -> str:
     """How the comparisons' intervals were made, from their ``method`` column."""
     methods = sorted(set(comp.get("method", pd.Series(dtype=str)).dropna()))
@@ -386,6 +406,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 PENDING: dict[str, Callable[[Path], str]] = {
     "seed-values": seed_values,
     "training-times": training_times,
+    "evaluation-times": evaluation_times_block,
     "alpha-axis": alpha_axis_block,
     "checkpoint-choice": checkpoint_choice,
     "budget-axis": budget_axis_block,

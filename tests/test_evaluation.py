@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from lib import evaluation as E
+from lib import machine
 from lib import metrics as M
 from lib import models
 from lib import paper_tables
@@ -117,6 +118,14 @@ def test_upsert_replaces_same_model_and_dataset_only(results, tiny_encoder):
     pd.testing.assert_frame_equal(kept, before[before["model"] == "two"].reset_index(drop=True))
     new = after[(after["model"] == "one") & (after["dataset"] == "mlqa_r") & (after["metric"] == "map")]
     assert new["n_queries"].max() == again[again["metric"] == "map"]["n_queries"].max() == 4
+    # every evaluation keeps its time and the machine; one that reads cached embeddings says so
+    times = E.evaluation_times("unit").set_index(["model", "dataset"])
+    assert sorted(times.index) == [("one", "mlqa_r"), ("one", "xquad_r"), ("two", "mlqa_r")]
+    assert (times["seconds"] >= times["encode_seconds"]).all() and (times["encode_seconds"] >= 0).all()
+    assert times["cpu_model"].eq(machine.cpu_model()).all() and times["precision"].isin(["bf16", "fp32"]).all()
+    assert times["encoded"].all() and len(E.evaluation_times("unit", ["two"])) == 1
+    E.evaluate_model(tiny_encoder, "two", "mlqa_r", "unit", data=data)
+    assert not E.evaluation_times("unit", ["two"])["encoded"].iloc[0]
 
 
 def test_embedding_cache_hits_and_invalidates(results, tiny_encoder):

@@ -128,3 +128,16 @@ def test_training_times_by_machine(tmp_path):
     assert readme.training_times(tmp_path).splitlines() == [
         "- 2 run(s) of 120 steps on AMD EPYC (bf16): median 6.0 min per run, 5.0-7.0 min",
         "- 1 run(s) of 120 steps on CPU not recorded (precision not recorded): median 4.2 min per run, 4.2-4.2 min"]
+
+
+def test_evaluation_times_count_only_evaluations_that_encoded(tmp_path):
+    import pandas as pd
+
+    rows = [{"model": m, "dataset": ds, "seconds": s, "encode_seconds": s - 5, "encoded": enc,
+             "cpu_model": "AMD EPYC", "precision": "bf16"}
+            for m, enc, base in (("a", True, 100), ("b", True, 120), ("c", False, 10))
+            for ds, s in (("xquad_r", base), ("mlqa_r", base + 20))]
+    pd.DataFrame(rows).to_csv(tmp_path / "04_evaluation_times.csv", index=False)
+    assert readme.evaluation_times_block(tmp_path) == (
+        "- AMD EPYC (bf16): XQuAD-R 2 models, median 110 s (105 s of it encoding); MLQA-R 2 models, median 130 s "
+        "(125 s of it encoding); both datasets: median 240 s per model (220-260 s, 2 models).")
