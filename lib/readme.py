@@ -334,7 +334,8 @@ def students_table(folder: Path) -> str:
              "distillation time |", "|---|---|---|---|---|---|---|---|"]
     for r in measured.sort_values("layers").to_dict("records"):
         student = isinstance(r.get("teacher_layers"), str)
-        time_text = (f"{r['distill_seconds'] / 60:.1f} min ({r['distill_cpu'] or 'CPU not recorded'}, "
+        cpu = r.get("distill_cpu")
+        time_text = (f"{r['distill_seconds'] / 60:.1f} min ({cpu if isinstance(cpu, str) and cpu else 'CPU not recorded'}, "
                      f"{'bf16' if r['distill_bf16'] else 'fp32'}; {int(r['distill_steps'])} steps, "
                      f"{int(r['distill_texts']):,} texts)") if student else "- (the teacher)"
         lines.append(f"| `{r['model']}` | {int(r['layers'])} | {r['non_embedding_params'] / 1e6:.1f}M | "
