@@ -7,26 +7,39 @@ validation loss (a run's ``model/``); the run also keeps its last step
 module
 
 - tabulates every run: the step kept, the validation loss there and at the
-  last step, and whether the validation curve is *flat* (the last step's
-  loss within :data:`FLAT_SHARE` of the best: then the loss cannot really
-  tell the checkpoints apart and the choice is close to arbitrary);
+  last step, and whether the curve is *flat* (the rule kept an earlier step
+  whose loss is within :data:`FLAT_SHARE` of the last step's: then the loss
+  cannot really tell the two checkpoints apart and the choice is close to
+  arbitrary);
 - evaluates every run's last step into a results folder of its own,
   ``results/<profile>/checkpoint_last/`` (so no table of the main results can
   mix the two rules; a run whose kept checkpoint is the last step has its
   files copied there instead of evaluated twice);
 - runs the same claims (:func:`lib.paper.check_claims`) on it and lists the
-  verdicts and comparison outcomes under both rules side by side.
+  verdicts and comparison outcomes under both rules side by side;
+- for the flat runs, asks a better validation signal (:func:`retrieval_rule`):
+  retrieval mAP of the held-out validation questions against all their
+  validation passages pooled across languages (every passage of a question's
+  item relevant, as in the multilingual setting), for the kept and the last
+  checkpoint, and keeps the better one; when that changes any run's
+  checkpoint, the claims are run again on the result
+  (:func:`verdicts_under_retrieval`, ``results/<profile>/checkpoint_retrieval/``).
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
-from lib import paper
+from lib import paper, training_data
+from lib.metrics import average_precision
+from lib.sampling import validation_batches
 from lib.data import load_lareqa
 from lib.evaluation import (data_fingerprint, evaluate_model, load_metrics, metrics_path, per_query_path,
                             read_manifest, up_to_date, upsert_metrics)
@@ -34,6 +47,7 @@ from lib.models import describe_model, last_is_kept
 from lib.paths import results_dir
 
 LAST_DIR = "checkpoint_last"
+RETRIEVAL_DIR = "checkpoint_retrieval"
 FLAT_SHARE = 0.02  # last-step validation loss within 2% of the best: a flat curve
 RUN_COLUMNS = ["model", "strategy", "alpha", "seed", "steps", "best_step", "best_val_loss", "last_val_loss",
                "val_loss_rise", "flat", "last_is_kept", "train_seconds", "cpu_model", "precision"]
@@ -58,7 +72,7 @@ def run_table(runs: Sequence[Path]) -> pd.DataFrame:
         rows.append({"model": run.name, "strategy": cfg["strategy"], "alpha": float(cfg["alpha"]),
                      "seed": int(cfg["seed"]), "steps": int(cfg["steps"]), "best_step": int(cfg["best_step"]),
                      "best_val_loss": best, "last_val_loss": last, "val_loss_rise": rise,
-                     "flat": bool(rise < FLAT_SHARE), "last_is_kept": last_is_kept(run),
+                     "flat": bool(rise < FLAT_SHARE) and not last_is_kept(run), "last_is_kept": last_is_kept(run),
                      "train_seconds": float(cfg.get("train_seconds", math.nan)),
                      "cpu_model": cfg.get("cpu_model", ""), "precision": cfg.get("precision", "")})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -96,16 +110,18 @@ def evaluate_last(profile: str, runs: Sequence[Path], datasets: Sequence[str], m
 
 
 def compare_rules(verdicts: pd.DataFrame, comparisons: pd.DataFrame, verdicts_last: pd.DataFrame,
-                  comparisons_last: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(claims, comparisons) under both rules side by side, with a ``changed`` column each."""
+                  comparisons_last: pd.DataFrame, other: str = "last") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(claims, comparisons) under the kept rule and the ``other`` one side by side (columns suffixed
+    ``_kept`` and ``_<other>``), with a ``changed`` column each."""
+    suffixes = ("_kept", f"_{other}")
     claims = verdicts[["claim", "verdict"]].merge(verdicts_last[["claim", "verdict"]], on="claim",
-                                                  suffixes=("_kept", "_last"), how="outer")
-    claims["changed"] = claims["verdict_kept"] != claims["verdict_last"]
+                                                  suffixes=suffixes, how="outer")
+    claims["changed"] = claims["verdict_kept"] != claims[f"verdict_{other}"]
     keys = ["claim", "subset", "dataset", "setting", "metric", "arm_a", "arm_b"]
     keys = [k for k in keys if k in comparisons.columns and k in comparisons_last.columns]
     both = comparisons[keys + ["diff", "outcome"]].merge(comparisons_last[keys + ["diff", "outcome"]], on=keys,
-                                                         suffixes=("_kept", "_last"), how="outer")
-    both["changed"] = both["outcome_kept"] != both["outcome_last"]
+                                                         suffixes=suffixes, how="outer")
+    both["changed"] = both["outcome_kept"] != both[f"outcome_{other}"]
     return claims, both
 
 
@@ -120,3 +136,111 @@ def verdicts_under_last(profile: str, runs: Sequence[Path], datasets: Sequence[s
 
 def folder(profile: str) -> Path:
     return results_dir(last_profile(profile))
+
+
+# --------------------------------------------------------------------------
+# A better validation signal where the loss is flat
+
+
+@dataclass(frozen=True)
+class ValidationPool:
+    """Held-out validation questions, their distinct passages (all languages pooled) and, per question, the
+    positions of its relevant passages (every passage of its item)."""
+    queries: list[str]
+    passages: list[str]
+    relevant: list[list[int]]
+
+
+def validation_pool(max_items: int = 0, batch_size: int = 32, val_pairs: int = 256) -> ValidationPool:
+    """The validation pairs a run's loss was computed on (:func:`lib.sampling.validation_batches` with the
+    run's ``max_items``, ``batch_size`` and ``val_pairs``), as a retrieval pool."""
+    pairs = training_data.load_training_pairs(max_items=max_items)
+    rows = [r for batch in validation_batches(pairs, batch_size, val_pairs) for r in batch]
+    val = pairs.iloc[rows]
+    passages = list(pd.unique(val["passage"].astype(str)))
+    index = {p: i for i, p in enumerate(passages)}
+    by_item: dict[str, set[int]] = {}
+    for item, passage in zip(val["item_id"].astype(str), val["passage"].astype(str)):
+        by_item.setdefault(item, set()).add(index[passage])
+    return ValidationPool(queries=val["query"].astype(str).tolist(), passages=passages,
+                          relevant=[sorted(by_item[i]) for i in val["item_id"].astype(str)])
+
+
+def pool_map(queries: np.ndarray, passages: np.ndarray, relevant: Sequence[Sequence[int]]) -> float:
+    """Mean AP of each query's relevant passages in the whole pool (cosine scores; ties against relevant)."""
+    scores = queries @ passages.T
+    aps = []
+    for i, rel in enumerate(relevant):
+        is_rel = np.zeros(scores.shape[1], dtype=bool)
+        is_rel[list(rel)] = True
+        order = np.lexsort((is_rel, -scores[i]))  # by score, a tied non-relevant passage first
+        ranks = np.flatnonzero(is_rel[order]) + 1
+        aps.append(average_precision(ranks))
+    return float(np.mean(aps)) if aps else math.nan
+
+
+def validation_map(run: Path, checkpoint: str, pool: ValidationPool, cfg: dict) -> float:
+    """Pooled validation mAP of one checkpoint (``"model"`` = kept, ``"last"``) of a run."""
+    encoder = describe_model(str(run), run.name, 0, checkpoint="last" if checkpoint == "last" else "model").load()
+    q = encoder.encode(pool.queries, "query", max_length=int(cfg.get("max_query_length", 64)), progress=False)
+    p = encoder.encode(pool.passages, "passage", max_length=int(cfg.get("max_passage_length", 96)),
+                       progress=False)
+    return pool_map(q, p, pool.relevant)
+
+
+RULE_COLUMNS = ["model", "flat", "val_map_kept", "val_map_last", "chosen"]
+
+
+def retrieval_rule(runs: Sequence[Path], table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per run, the checkpoint a retrieval signal keeps: for a flat run (see :func:`run_table`) the kept or
+    the last step, whichever has the higher pooled validation mAP (ties keep the loss's choice); any other
+    run keeps the loss's choice (``chosen`` = ``kept``) without being encoded."""
+    table = run_table(runs) if table is None else table
+    flat = dict(zip(table["model"], table["flat"]))
+    pools: dict[tuple, ValidationPool] = {}
+    rows = []
+    for run in runs:
+        row = {"model": run.name, "flat": bool(flat.get(run.name, False)), "val_map_kept": math.nan,
+               "val_map_last": math.nan, "chosen": "kept"}
+        if row["flat"]:
+            cfg = json.loads((run / "train_config.json").read_text())
+            key = (int(cfg.get("max_items", 0)), int(cfg.get("batch_size", 32)), int(cfg.get("val_pairs", 256)))
+            if key not in pools:
+                pools[key] = validation_pool(*key)
+            row["val_map_kept"] = validation_map(run, "model", pools[key], cfg)
+            row["val_map_last"] = validation_map(run, "last", pools[key], cfg)
+            row["chosen"] = "last" if row["val_map_last"] > row["val_map_kept"] else "kept"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RULE_COLUMNS)
+
+
+def retrieval_profile(profile: str) -> str:
+    return f"{profile}/{RETRIEVAL_DIR}"
+
+
+def verdicts_under_retrieval(profile: str, rule: pd.DataFrame, datasets: Sequence[str], margin: float = 0.01,
+                             n_permutations: int = 10_000, n_bootstrap: int = 2000
+                             ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The claims with every run at the checkpoint :func:`retrieval_rule` chose; None when it chose the loss's
+    checkpoint for every run (the verdicts are then the kept rule's). Needs the last steps evaluated
+    (:func:`evaluate_last`)."""
+    if not (rule["chosen"] == "last").any():
+        return None
+    target = retrieval_profile(profile)
+    sources = {"kept": profile, "last": last_profile(profile)}
+    shutil.rmtree(results_dir(target), ignore_errors=True)  # rebuilt from the two rules' files every time
+    for r in rule.itertuples():
+        source = sources[r.chosen]
+        rows = load_metrics(source)
+        rows = rows[(rows["model"] == r.model) & rows["dataset"].isin(datasets)]
+        for dataset in datasets:
+            path = per_query_path(source, r.model, dataset)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: evaluate the {r.chosen} checkpoints first "
+                                        "(notebook 04, sections 1 and 10)")
+            out = per_query_path(target, r.model, dataset)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out)
+        upsert_metrics(target, rows)
+    return paper.check_claims(target, load_metrics(target), datasets, margin=margin,
+                              n_permutations=n_permutations, n_bootstrap=n_bootstrap)

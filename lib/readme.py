@@ -276,8 +276,8 @@ def checkpoint_choice(folder: Path) -> str:
     steps = int(runs["steps"].max())
     lines = [f"- Step kept by the lowest validation loss, per arm in seed order (of {steps}): {kept}. "
              f"{int(runs['last_is_kept'].sum())} of {len(runs)} runs kept their last step; "
-             f"{int(runs['flat'].sum())} of {len(runs)} have a flat validation curve (last step within "
-             f"{FLAT_SHARE:.0%} of the lowest loss)."]
+             f"{int(runs['flat'].sum())} kept an earlier step whose loss is within {FLAT_SHARE:.0%} of the last "
+             "step's (flat: the loss cannot tell the two apart)."]
     if (folder / "04_checkpoint_rules.csv").is_file():
         comp = _read(folder, "04_checkpoint_rules.csv")
         claims = _read(folder, "04_checkpoint_verdicts.csv")
@@ -290,6 +290,22 @@ def checkpoint_choice(folder: Path) -> str:
         lines.append(f"- With every run's last step instead: {int(claims['changed'].sum())} of {len(claims)} "
                      f"verdicts change ({verdicts}); {len(changed)} of {len(comp)} comparison outcomes change"
                      + (f": {listed}." if listed else "."))
+    if (folder / "04_checkpoint_retrieval.csv").is_file():
+        rule = _read(folder, "04_checkpoint_retrieval.csv")
+        flat = rule[rule["flat"].astype(str).str.lower() == "true"]
+        each = "; ".join(f"{r.model} {_num(r.val_map_kept)} kept / {_num(r.val_map_last)} last" for r in flat.itertuples())
+        moved = int((flat["chosen"] == "last").sum())
+        text = (f"- Where the loss is flat, the pooled validation mAP (held-out questions against their passages in "
+                f"every language) decides: {each or 'no flat run'}; {moved} of {len(flat)} move to the last step")
+        if moved and (folder / "04_checkpoint_retrieval_verdicts.csv").is_file():
+            ret = _read(folder, "04_checkpoint_retrieval_verdicts.csv")
+            text += ", and " + "; ".join(
+                f"claim {int(r.claim)}: {r.verdict_kept}" + ("" if r.verdict_kept == r.verdict_retrieval
+                                                             else f" -> {r.verdict_retrieval}")
+                for r in ret.itertuples())
+        else:
+            text += ", so the verdicts are those above"
+        lines.append(text + ".")
     return "\n".join(lines)
 
 

@@ -87,3 +87,59 @@ def test_last_steps_are_evaluated_apart_and_kept_ones_copied(results, monkeypatc
     assert not np.allclose(pick(metrics, "mono_s0"), pick(kept, "mono_s0"))  # another model was evaluated
     assert (results / "p" / "checkpoint_last" / "per_query" / "cross_s0__xquad_r.parquet").is_file()
     assert not (results / "p" / "per_query" / "mono_s0__last__xquad_r.parquet").exists()  # nothing leaks back
+
+
+def test_pool_map_by_hand():
+    """Ranks in the pooled scores, every relevant passage counted, ties against the relevant passage."""
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.9, 0.1]])  # passages 0 and 2 tie for question 0
+    # question 0: relevant {1}: scores .9, .2, .9 -> rank 3 -> AP 1/3; question 1: relevant {0, 1}: passage 1
+    # first (.8), passage 0 tied with passage 2 (.1), the non-relevant one first -> ranks 1, 3 -> (1 + 2/3) / 2
+    assert CK.pool_map(q, p, [[1], [0, 1]]) == pytest.approx((1 / 3 + (1 + 2 / 3) / 2) / 2)
+
+
+def test_validation_pool_is_the_loss_pairs_with_every_item_passage_relevant(monkeypatch):
+    from test_sampling import make_pairs
+
+    pairs = make_pairs(n_val=3)
+    monkeypatch.setattr(CK.training_data, "load_training_pairs", lambda max_items=0, **k: pairs)
+    pool = CK.validation_pool(0, batch_size=4, val_pairs=0)
+    val = pairs[pairs["split"] == "val"]
+    assert sorted(pool.queries) == sorted(val["query"]) and sorted(pool.passages) == sorted(set(val["passage"]))
+    for query, rel in zip(pool.queries, pool.relevant):
+        item = val.loc[val["query"] == query, "item_id"].iloc[0]
+        assert {pool.passages[i] for i in rel} == set(val.loc[val["item_id"] == item, "passage"])
+
+
+def test_retrieval_rule_encodes_only_flat_runs_and_verdicts_use_the_chosen_files(results, monkeypatch):
+    from test_sampling import make_pairs
+
+    monkeypatch.setattr(CK.training_data, "load_training_pairs", lambda max_items=0, **k: make_pairs(n_val=3))
+    flat = make_run(results / "p", "mono_s0", (0, 1), val_losses=(2.0, 1.0, 1.01))
+    sloped = make_run(results / "p", "hybrid_a0.5_s0", (0, 2), val_losses=(2.0, 1.0, 1.5), strategy="hybrid")
+    kept_same = make_run(results / "p", "cross_s0", None, val_losses=(2.0, 1.5, 1.0), strategy="cross")
+    runs = [flat, sloped, kept_same]
+    table = CK.run_table(runs).set_index("model")
+    assert table["flat"].tolist() == [True, False, False]  # the last step kept: nothing to choose
+    rule = CK.retrieval_rule(runs).set_index("model")
+    assert rule.loc["mono_s0", "val_map_kept"] > 0 and rule.loc["mono_s0", "val_map_last"] > 0
+    assert rule.loc[["hybrid_a0.5_s0", "cross_s0"], "val_map_kept"].isna().all()
+    assert (rule.loc[["hybrid_a0.5_s0", "cross_s0"], "chosen"] == "kept").all()
+    expected = "last" if rule.loc["mono_s0", "val_map_last"] > rule.loc["mono_s0", "val_map_kept"] else "kept"
+    assert rule.loc["mono_s0", "chosen"] == expected
+
+    assert CK.verdicts_under_retrieval("p", rule.reset_index().assign(chosen="kept"), ["xquad_r"]) is None
+    data = tiny_set(n_items=4, missing=(), distractors=1)
+    monkeypatch.setattr(CK, "load_lareqa", lambda name, max_items=0: data)
+    for run in runs:
+        E.evaluate_model(str(run), dataset="xquad_r", profile="p", data=data)
+    CK.evaluate_last("p", runs, ["xquad_r"])
+    seen = {}
+    monkeypatch.setattr(CK.paper, "check_claims", lambda target, metrics, datasets, **kw: seen.update(
+        target=target, metrics=metrics) or ("verdicts", "comparisons"))
+    chosen = rule.reset_index().assign(chosen=["last", "kept", "kept"])
+    assert CK.verdicts_under_retrieval("p", chosen, ["xquad_r"]) == ("verdicts", "comparisons")
+    assert seen["target"] == "p/checkpoint_retrieval"
+    pick = lambda frame, m: frame[(frame["model"] == m) & (frame["metric"] == "map")]["value"].to_numpy()  # noqa
+    np.testing.assert_allclose(pick(seen["metrics"], "mono_s0"), pick(E.load_metrics("p/checkpoint_last"), "mono_s0"))
+    np.testing.assert_allclose(pick(seen["metrics"], "hybrid_a0.5_s0"), pick(E.load_metrics("p"), "hybrid_a0.5_s0"))

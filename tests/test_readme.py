@@ -102,6 +102,13 @@ def test_checkpoint_and_budget_blocks(tmp_path):
     text = readme.checkpoint_choice(tmp_path)
     assert ("1 of 1 verdicts change (claim 1: not supported -> supported); 1 of 1 comparison outcomes change: "
             "XQuAD-R mono map hybrid vs mono (all): worse -> equivalent.") in text
+    pd.DataFrame([{"model": "mono_s0", "flat": True, "val_map_kept": 0.61, "val_map_last": 0.6, "chosen": "kept"},
+                  {"model": "mono_s1", "flat": False, "val_map_kept": None, "val_map_last": None,
+                   "chosen": "kept"}]).to_csv(tmp_path / "04_checkpoint_retrieval.csv", index=False)
+    assert readme.checkpoint_choice(tmp_path).splitlines()[-1] == (
+        "- Where the loss is flat, the pooled validation mAP (held-out questions against their passages in every "
+        "language) decides: mono_s0 .610 kept / .600 last; 0 of 1 move to the last step, so the verdicts are those "
+        "above.")
 
     default, budget = tmp_path / "default", tmp_path / "budget"
     for folder, verdict in ((default, "not supported"), (budget, "supported")):
