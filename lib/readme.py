@@ -372,6 +372,23 @@ def run_minutes(folder: Path) -> str:
             "here for the run whose numbers are shown; times per notebook in `results/default/run_times.csv`).")
 
 
+def run_times_block(folder: Path) -> str:
+    """Where and how long the notebooks of the run ran (``run_times.csv`` rows that name their machine):
+    the machines, and each notebook's last execution (notebook 03's runs are timed per run, see the
+    training times)."""
+    times = _read(folder, "run_times.csv")
+    if "cpu_model" not in times.columns or times["cpu_model"].isna().all():
+        raise DataError(f"{folder / 'run_times.csv'} records no machine: rerun with the current runner")
+    times = times.dropna(subset=["cpu_model"])
+    machines = ", ".join(f"{cpu} ({prec})" for (cpu, prec), _ in times.groupby(["cpu_model", "precision"]))
+    last = times[times["notebook"] != "03_training"].drop_duplicates("notebook", keep="last")
+    parts = ", ".join(f"{r.notebook[:2]} {r.seconds / 60:.1f} min" for r in last.sort_values("notebook").itertuples())
+    return (f"Reproduce with `./run_all.sh default` (runs resume, so it may be completed over several sessions). "
+            f"This run's notebooks ran on {machines}, 2 cores; wall time of each notebook's last execution: "
+            f"{parts} (a notebook resumed after an interruption counts only its last part; times per notebook "
+            "in `results/default/run_times.csv`).")
+
+
 def _ci(r, digits: int = 3, sign: bool = False) -> str:
     f = f"{{:{'+' if sign else ''}.{digits}f}}"
     return f"{f.format(r['estimate'])} [{f.format(r['low'])}, {f.format(r['high'])}]"
@@ -421,6 +438,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 # Written by the functions above and registered in BLOCKS once the README carries their markers
 # (the default run that produces their files is in progress; see the README's Results section).
 PENDING: dict[str, Callable[[Path], str]] = {
+    "run-times": run_times_block,
     "seed-values": seed_values,
     "training-times": training_times,
     "evaluation-times": evaluation_times_block,

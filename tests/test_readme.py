@@ -148,3 +148,19 @@ def test_evaluation_times_count_only_evaluations_that_encoded(tmp_path):
     assert readme.evaluation_times_block(tmp_path) == (
         "- AMD EPYC (bf16): XQuAD-R 2 models, median 110 s (105 s of it encoding); MLQA-R 2 models, median 130 s "
         "(125 s of it encoding); both datasets: median 240 s per model (220-260 s, 2 models).")
+
+
+def test_run_times_name_the_machines_and_each_notebook(tmp_path):
+    import pandas as pd
+
+    rows = [("01_data_preparation", "01_data_preparation", 48.0), ("03_training", "03_training__seed-0", 400.0),
+            ("04_evaluation", "04_evaluation", 3000.0), ("04_evaluation", "04_evaluation", 600.0)]
+    pd.DataFrame([{"finished_utc": "t", "notebook": n, "run": r, "seconds": s, "cpu_count": 2,
+                   "cpu_model": "AMD EPYC", "precision": "bf16"} for n, r, s in rows]).to_csv(
+        tmp_path / "run_times.csv", index=False)
+    text = readme.run_times_block(tmp_path)
+    assert "ran on AMD EPYC (bf16), 2 cores" in text and "01 0.8 min, 04 10.0 min (" in text
+    pd.DataFrame([{"finished_utc": "t", "notebook": "01_a", "run": "01_a", "seconds": 1.0, "cpu_count": 2}]).to_csv(
+        tmp_path / "run_times.csv", index=False)
+    with pytest.raises(DataError, match="records no machine"):
+        readme.run_times_block(tmp_path)
