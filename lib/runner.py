@@ -49,6 +49,9 @@ from lib.settings import comma_list
 # 2-4 s (a --dry-run imports them anyway while it validates).
 
 KERNEL = "python3"
+# seconds a kernel may take to start: papermill's 60 s default fails a run when the 2 cores are busy (or the
+# run was paused) while the kernel starts; a slow start is not an error
+KERNEL_START_TIMEOUT = 600
 EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 130
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
@@ -246,6 +249,7 @@ def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, sta
         try:
             pm.execute_notebook(str(run.notebook), str(target), parameters=run.parameters,
                                 kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR), progress_bar=quiet,
+                                start_timeout=KERNEL_START_TIMEOUT,
                                 stdout_file=None if quiet else sys.stdout,
                                 stderr_file=None if quiet else sys.stderr,
                                 kernel_manager_class=_kernel_manager(out_dir / "kernel.log"))

@@ -586,3 +586,19 @@ def test_digest_cache_forgets_files_that_are_gone(tmp_path, monkeypatch):
     cached = json.loads(integrity._digest_cache_path().read_text())
     assert sorted(Path(k).name for k in cached) == ["f2", "f3", "f4"]
     assert cached[str((tmp_path / "f4").resolve())][2] == hashlib.sha256(b"4").hexdigest()
+
+
+def test_a_slow_kernel_start_is_waited_for(tmp_path, results, monkeypatch):
+    """A busy machine may take more than papermill's 60 s to start a kernel: the runner waits longer."""
+    import papermill
+
+    path = _profile(tmp_path, "notebooks:\n  01_data_preparation: {max_items: 3}\n", name="slow")
+    seen = {}
+
+    def record(*a, **kw):
+        seen.update(kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", record)
+    runner.main([str(path), "--only", "01", "--allow-missing"])
+    assert seen["start_timeout"] == runner.KERNEL_START_TIMEOUT >= 300
