@@ -89,17 +89,8 @@ def evaluate_last(profile: str, runs: Sequence[Path], datasets: Sequence[str], m
     manifest = read_manifest(last)["entries"]
     for run in runs:
         if last_is_kept(run):  # the same weights: reuse the kept checkpoint's results
-            rows = kept[(kept["model"] == run.name) & kept["dataset"].isin(datasets)]
-            for dataset in datasets:
-                source = per_query_path(profile, run.name, dataset)
-                if not source.is_file():
-                    raise FileNotFoundError(f"{source} is missing: evaluate the kept checkpoints first "
-                                            "(notebook 04, section 1)")
-                target = per_query_path(last, run.name, dataset)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-            if len(rows):
-                upsert_metrics(last, rows)
+            copy_evaluation(profile, last, run.name, datasets, kept, "evaluate the kept checkpoints first "
+                            "(notebook 04, section 1)")
             continue
         spec = describe_model(str(run), run.name, 0, checkpoint="last")
         for dataset in datasets:
@@ -107,6 +98,23 @@ def evaluate_last(profile: str, runs: Sequence[Path], datasets: Sequence[str], m
                 evaluate_model(spec, dataset=dataset, profile=last, max_items=max_items, data=data[dataset],
                                progress=progress)
     return load_metrics(last)
+
+
+def copy_evaluation(source: str, target: str, model: str, datasets: Sequence[str], metrics: pd.DataFrame,
+                    hint: str) -> None:
+    """Put ``model``'s evaluation on ``datasets`` from results namespace ``source`` into ``target``: its
+    per-query files and its rows of ``metrics`` (``source``'s metrics). FileNotFoundError with ``hint``
+    when a per-query file is missing."""
+    for dataset in datasets:
+        path = per_query_path(source, model, dataset)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {hint}")
+        out = per_query_path(target, model, dataset)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+    rows = metrics[(metrics["model"] == model) & metrics["dataset"].isin(datasets)] if len(metrics) else metrics
+    if len(rows):
+        upsert_metrics(target, rows)
 
 
 def compare_rules(verdicts: pd.DataFrame, comparisons: pd.DataFrame, verdicts_last: pd.DataFrame,
@@ -228,19 +236,10 @@ def verdicts_under_retrieval(profile: str, rule: pd.DataFrame, datasets: Sequenc
         return None
     target = retrieval_profile(profile)
     sources = {"kept": profile, "last": last_profile(profile)}
+    metrics = {name: load_metrics(source) for name, source in sources.items()}  # read once, not per run
     shutil.rmtree(results_dir(target), ignore_errors=True)  # rebuilt from the two rules' files every time
     for r in rule.itertuples():
-        source = sources[r.chosen]
-        rows = load_metrics(source)
-        rows = rows[(rows["model"] == r.model) & rows["dataset"].isin(datasets)]
-        for dataset in datasets:
-            path = per_query_path(source, r.model, dataset)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: evaluate the {r.chosen} checkpoints first "
-                                        "(notebook 04, sections 1 and 10)")
-            out = per_query_path(target, r.model, dataset)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, out)
-        upsert_metrics(target, rows)
+        copy_evaluation(sources[r.chosen], target, r.model, datasets, metrics[r.chosen],
+                        f"evaluate the {r.chosen} checkpoints first (notebook 04, sections 1 and 10)")
     return paper.check_claims(target, load_metrics(target), datasets, margin=margin,
                               n_permutations=n_permutations, n_bootstrap=n_bootstrap)
