@@ -23,7 +23,10 @@ batches of :class:`lib.sampling.BatchSampler` and writes, into ``out_dir``:
 - ``batches.csv``: one row per pair, ``step, batch_kind, dataset, item_id,
   query_lang, doc_lang``.
 
-Optimisation: AdamW (no weight decay on biases and LayerNorm weights),
+Optimisation: AdamW (fused kernel where the device has it; no weight decay
+on biases and LayerNorm weights), queries and passages embedded in length
+buckets (:func:`lib.contrastive.bucketed_embed`; ``train_config.json`` records
+both under ``step_implementation``),
 ``transformers.get_linear_schedule_with_warmup`` (the first step runs at
 lr 0 under warm-up, as in the HF Trainer), bf16 autocast when enabled,
 embeddings and loss in float32; the loss, one step and the validation loss
@@ -67,7 +70,7 @@ from lib.encoder import bf16_supported
 from lib.errors import ConfigError
 from lib.model_store import base_reference, model_card, save_compact, save_same_as
 from lib.paths import atomic_write
-from lib.contrastive import DualEmbed, pair_texts, prepare_params, train_step, validation_loss
+from lib.contrastive import DualEmbed, adamw, pair_texts, prepare_params, train_step, validation_loss
 from lib.sampling import BatchSampler, batches_frame, check_options, validation_batches
 
 LOG_COLUMNS = ["step", "loss", "lr", "pairs_per_s", "val_loss"]
@@ -311,7 +314,7 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     from transformers import get_linear_schedule_with_warmup, set_seed  # lazy: importing lib.training skips it
     set_seed(cfg.seed + rank)
     encoder.model.to(device)
-    optimizer = torch.optim.AdamW(prepare_params(encoder, cfg), lr=cfg.lr)
+    optimizer = adamw(prepare_params(encoder, cfg), cfg.lr)
     saver = _ModelSaver(encoder, cfg, base=loaded_here and rank == 0)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     run = {"step": 0, "best_val": float("inf"), "best_step": -1, "log": [], "train_seconds": 0.0, "machines": []}
@@ -377,7 +380,10 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     bar.close()
     encoder.model.eval()
     if main:
-        _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, bool(val), sampler.skipped)
+        step_impl = {"optimizer": "AdamW (fused)" if optimizer.defaults.get("fused") else "AdamW",
+                     "length_bucket_overhead_tokens": DualEmbed(encoder).overhead_tokens}
+        _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, bool(val), sampler.skipped,
+                step_impl)
     if world > 1:
         dist.barrier()
     encoder.model.to("cpu")
@@ -406,7 +412,8 @@ class _ModelSaver:
         (folder / "README.md").write_text(card)
 
 
-def _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, has_val, skipped) -> None:
+def _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, has_val, skipped,
+            step_impl: dict) -> None:
     """Write model/ (if no validation), last/, logs, batches and, last, train_config.json."""
     if not has_val:
         print("no validation pairs (split == 'val'): model/ is the last checkpoint")
@@ -424,6 +431,6 @@ def _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, has_v
              "skipped_pools": skipped, "torch": torch.__version__,
              "cpu_model": " + ".join(dict.fromkeys(m["cpu_model"] for m in run["machines"])),
              "precision": " + ".join(dict.fromkeys(m["precision"] for m in run["machines"])),
-             "machines": run["machines"]}
+             "machines": run["machines"], "step_implementation": step_impl}
     _write_json({**cfg.to_dict(), **facts}, out_dir / "train_config.json")
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)

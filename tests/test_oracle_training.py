@@ -22,8 +22,9 @@ import torch
 
 import lib.training as T
 from lib.backbones import load_encoder
-from lib.contrastive import DualEmbed, prepare_params, train_step
+from lib.contrastive import DualEmbed, adamw, bucketed_embed, length_buckets, prepare_params, train_step
 from lib.encoder import bf16_supported
+from lib.errors import ConfigError
 from lib.training import TrainConfig, train
 from tiny_model import build_tiny_encoder
 
@@ -256,3 +257,102 @@ def test_bf16_training_runs_under_autocast(tmp_path):
     assert bf.loc[1, "loss"] == pytest.approx(fp.loc[1, "loss"], rel=0.05)
     assert bf.loc[1, "loss"] != fp.loc[1, "loss"]  # and is not the fp32 computation itself
     assert math.isfinite(facts["best_val_loss"])
+
+
+# ------------------------------------------------------------ length buckets
+
+
+def brute_force_cost(lengths: list[int], overhead: int) -> int:
+    """The cheapest split of sorted lengths into consecutive runs, by trying every set of cut points."""
+    n, best = len(lengths), None
+    for mask in range(2 ** (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        cost = sum(lengths[a] * (b - a) + overhead for a, b in zip(cuts, cuts[1:]))
+        best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("overhead", [0, 5, 64])
+def test_length_buckets_are_the_cheapest_split(overhead):
+    rng = np.random.default_rng(overhead)
+    for _ in range(20):
+        lengths = sorted(rng.integers(3, 97, rng.integers(1, 11)).tolist(), reverse=True)
+        spans = length_buckets(lengths, overhead)
+        assert spans[0][0] == 0 and spans[-1][1] == len(lengths)
+        assert all(b == c for (_, b), (c, _) in zip(spans, spans[1:])) and all(a < b for a, b in spans)
+        cost = sum(lengths[a] * (b - a) + overhead for a, b in spans)
+        assert cost == brute_force_cost(lengths, overhead), (lengths, spans)
+    assert length_buckets([9, 9, 9], 0) == [(0, 3)]  # equal lengths: nothing to save
+    assert length_buckets([90, 10], 0) == [(0, 1), (1, 2)]
+    assert length_buckets([90, 10], 100) == [(0, 2)]  # the saving (80) is below the overhead
+    with pytest.raises(ConfigError, match="sorted longest first"):
+        length_buckets([3, 9])
+
+
+def test_bucketed_embed_equals_one_call_in_values_and_gradients():
+    enc = no_dropout(build_tiny_encoder(seed=5))
+    texts = ["a1 ?", "b1 b2 b3 b4 b5 b6 b7 b8 ?", "c1 c2 ?", "a1 a2 a3 a4 a5 a6 ?", "b9 ?"]
+    batch = enc.tokenize(texts, "query", 32)
+    lengths = batch["attention_mask"].sum(1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    assert len(length_buckets(lengths[order].tolist(), 0)) > 2  # the split really happens
+
+    def grads_of(embed) -> tuple[torch.Tensor, dict]:
+        enc.model.zero_grad(set_to_none=True)
+        out = embed()
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in enc.model.named_parameters() if p.grad is not None}
+
+    one, g_one = grads_of(lambda: enc.embed(batch))
+    split, g_split = grads_of(lambda: bucketed_embed(enc, batch, overhead_tokens=0))
+    torch.testing.assert_close(split, one, rtol=1e-5, atol=1e-6)
+    assert g_one.keys() == g_split.keys()
+    for name in g_one:
+        torch.testing.assert_close(g_split[name], g_one[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_train_step_with_buckets_equals_independently_embedded_pairs():
+    """The oracle test above, with every query and passage length in a bucket of its own."""
+    enc = no_dropout(build_tiny_encoder(seed=3))
+    queries = ["a1 a2 ?", "b3 b4 b5 ?", "c6 ?", "a7 a8 a9 a0 ?"]
+    passages = ["b2 b1 .", "a5 a4 a3 .", "a6 .", "c0 c9 c8 c7 ."]
+    cfg = cfg_for(max_query_length=16, max_passage_length=16)
+    enc.model.train()
+    prepare_params(enc, cfg)
+    rec = Recorder(enc.model)
+    loss = train_step(DualEmbed(enc, overhead_tokens=0), enc, queries, passages, cfg, rec, False, DEVICE)
+
+    def one(text: str) -> torch.Tensor:
+        batch = enc.tokenizer([text], return_tensors="pt", return_token_type_ids=False)
+        return enc.embed(dict(batch))[0]
+
+    want = reference_loss(torch.stack([one("query: " + t) for t in queries]),
+                          torch.stack([one("passage: " + t) for t in passages]), cfg.temperature)
+    assert float(loss) == pytest.approx(float(want.detach()), rel=1e-5)
+    want.backward()
+    for name, param in enc.model.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(rec.grads[name], param.grad.float(), rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fused_adamw_follows_the_reference_adamw():
+    """``adamw`` (fused kernel on CPU) moves the weights as torch's reference AdamW does, over 5 steps."""
+    encs = [no_dropout(build_tiny_encoder(seed=2)) for _ in range(2)]
+    cfg = cfg_for(weight_decay=0.1)
+    opts = [adamw(prepare_params(encs[0], cfg), 1e-2),
+            torch.optim.AdamW(prepare_params(encs[1], cfg), lr=1e-2, foreach=False)]
+    assert opts[0].defaults["fused"] and not opts[1].defaults.get("fused")
+    queries, passages = ["a1 a2 ?", "b3 ?", "c6 c7 c8 ?"], ["b2 b1 .", "a3 .", "c8 c7 c6 ."]
+    for enc, opt in zip(encs, opts):
+        enc.model.train()
+        for _ in range(5):
+            train_step(DualEmbed(enc), enc, queries, passages, cfg, opt, False, DEVICE)
+    moved = 0
+    for (name, a), b in zip(encs[0].model.state_dict().items(), encs[1].model.state_dict().values()):
+        if name.endswith("attention.self.key.bias"):
+            # softmax ignores a shift shared by every key, so this gradient is rounding noise around 0,
+            # which Adam scales up to full steps of either sign
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+        moved += not torch.equal(a, weights(build_tiny_encoder(seed=2))[name])
+    assert moved > 10
