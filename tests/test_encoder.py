@@ -146,6 +146,43 @@ def test_bf16_override(monkeypatch):
         enc.bf16_supported()
 
 
+def test_compiled_forward_is_used_for_large_calls_and_falls_back_on_failure(tiny_encoder, fp32, monkeypatch):
+    """HBT_COMPILE=1 routes large encode calls through torch.compile's wrapper (a counting stand-in here:
+    the real compilation is measured by benchmarks/bench_peer.py) and survives a failing backend."""
+    calls = {"compile": 0, "forward": 0}
+
+    def fake_compile(model, dynamic):
+        calls["compile"] += 1
+        assert dynamic is True
+
+        def forward(**inputs):
+            calls["forward"] += 1
+            return model(**inputs)
+        return forward
+
+    texts = [TEXTS[i % len(TEXTS)] + f" a{i % 10}" for i in range(enc.COMPILE_MIN_TEXTS)]
+    plain = tiny_encoder.encode(texts, "passage", batch_size=128)
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setenv("HBT_COMPILE", "1")
+    small = tiny_encoder.encode(TEXTS, "passage")
+    assert calls == {"compile": 0, "forward": 0}  # below COMPILE_MIN_TEXTS: plain forward
+    np.testing.assert_allclose(tiny_encoder.encode(texts, "passage", batch_size=128), plain, atol=1e-6)
+    tiny_encoder.encode(texts, "passage", batch_size=128)
+    assert calls == {"compile": 1, "forward": 8}  # compiled once per model, used for every batch
+    np.testing.assert_allclose(small, tiny_encoder.encode(TEXTS, "passage"), atol=0)
+
+    def broken(**inputs):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(torch, "compile", lambda model, dynamic: broken)
+    other = build_tiny_encoder(seed=0)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*no C.. compiler"):
+        out = other.encode(texts, "passage", batch_size=128)
+    np.testing.assert_allclose(out, plain, atol=1e-6)
+    monkeypatch.setenv("HBT_COMPILE", "maybe")
+    with pytest.raises(ConfigError, match="HBT_COMPILE"):
+        other.encode(texts, "passage")
+
+
 # --------------------------------------------------------------------------- .bin reader
 
 
