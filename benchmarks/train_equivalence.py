@@ -2,6 +2,7 @@
 
     python benchmarks/train_equivalence.py                       # default profile, run hybrid_a0.5_s0
     python benchmarks/train_equivalence.py --run mono_s0 --keep /tmp/mono_s0_now
+    python benchmarks/train_equivalence.py --models ../other-checkout/results/default/models
 
 Reads the run's ``train_config.json`` from ``results/<profile>/models/<run>/``,
 trains the same config (same seed, so the same batches and initial weights)
@@ -68,10 +69,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--run", default="hybrid_a0.5_s0", help="a finished run folder under results/<profile>/models")
+    ap.add_argument("--models", default="", help="folder of run folders (default: results/<profile>/models)")
     ap.add_argument("--window", type=int, default=10, help="steps in the rolling mean of the training loss")
     ap.add_argument("--keep", default="", help="train into this folder and keep it (default: a temporary one)")
     args = ap.parse_args(argv)
-    models = results_dir(args.profile) / "models"
+    models = Path(args.models) if args.models else results_dir(args.profile) / "models"
     saved, old_log = stored(models / args.run)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
