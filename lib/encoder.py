@@ -114,7 +114,7 @@ class Encoder:
         ``model`` runs the forward instead of ``self.model`` (its compiled wrapper)."""
         device = self.model.device
         inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        out = (model or self.model)(**inputs)
+        out = (self.model if model is None else model)(**inputs)
         return self._pool(out.last_hidden_state, inputs["attention_mask"])
 
     def _compiled_model(self):

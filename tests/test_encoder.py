@@ -151,14 +151,21 @@ def test_compiled_forward_is_used_for_large_calls_and_falls_back_on_failure(tiny
     the real compilation is measured by benchmarks/bench_peer.py) and survives a failing backend."""
     calls = {"compile": 0, "forward": 0}
 
+    class Compiled:  # like torch's OptimizedModule around a model without __len__: no truth value
+        def __init__(self, model):
+            self.model = model
+
+        def __len__(self):
+            raise TypeError("BertModel does not support len()")
+
+        def __call__(self, **inputs):
+            calls["forward"] += 1
+            return self.model(**inputs)
+
     def fake_compile(model, dynamic):
         calls["compile"] += 1
         assert dynamic is True
-
-        def forward(**inputs):
-            calls["forward"] += 1
-            return model(**inputs)
-        return forward
+        return Compiled(model)
 
     texts = [TEXTS[i % len(TEXTS)] + f" a{i % 10}" for i in range(enc.COMPILE_MIN_TEXTS)]
     plain = tiny_encoder.encode(texts, "passage", batch_size=128)
