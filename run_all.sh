@@ -79,7 +79,7 @@ case "$cmd" in
     setup
     rm -rf build/nbval results/smoke   # the notebooks under test rebuild the smoke results from scratch
     "$PY" -m lib.runner smoke --prepare build/nbval >/dev/null
-    exec "$PY" -m pytest tests build/nbval --nbval-lax -p no:cacheprovider "$@"
+    exec "$PY" -m pytest tests build/nbval --nbval-lax -p no:cacheprovider --durations=15 "$@"
     ;;
   *)
     setup
