@@ -22,7 +22,8 @@ import torch
 
 import lib.training as T
 from lib.backbones import load_encoder
-from lib.contrastive import DualEmbed, adamw, bucketed_embed, length_buckets, prepare_params, train_step
+from lib.contrastive import (BUCKET_OVERHEAD_TOKENS, DualEmbed, adamw, bucketed_embed, length_buckets, prepare_params,
+                             train_step)
 from lib.encoder import bf16_supported
 from lib.errors import ConfigError
 from lib.training import TrainConfig, train
@@ -102,7 +103,9 @@ def reference_loss(q: torch.Tensor, p: torch.Tensor, t: float) -> torch.Tensor:
 # ---------------------------------------------------------------- train_step
 
 
-def test_train_step_loss_and_gradients_equal_independently_embedded_pairs():
+@pytest.mark.parametrize("overhead", [BUCKET_OVERHEAD_TOKENS, 0], ids=["default-buckets", "bucket-per-length"])
+def test_train_step_loss_and_gradients_equal_independently_embedded_pairs(overhead):
+    """overhead 0 puts every query and passage length in a bucket of its own."""
     enc = no_dropout(build_tiny_encoder(seed=3))
     queries = ["a1 a2 ?", "b3 b4 b5 ?", "c6 ?", "a7 a8 a9 a0 ?"]
     passages = ["b2 b1 .", "a5 a4 a3 .", "a6 .", "c0 c9 c8 c7 ."]
@@ -110,7 +113,7 @@ def test_train_step_loss_and_gradients_equal_independently_embedded_pairs():
     enc.model.train()
     prepare_params(enc, cfg)
     rec = Recorder(enc.model)
-    loss = train_step(DualEmbed(enc), enc, queries, passages, cfg, rec, False, DEVICE)
+    loss = train_step(DualEmbed(enc, overhead), enc, queries, passages, cfg, rec, False, DEVICE)
     assert rec.zeroed and all(p.grad is None for p in enc.model.parameters())
 
     # oracle: every text embedded alone, its role's prefix written out here, not taken from the encoder
@@ -309,30 +312,6 @@ def test_bucketed_embed_equals_one_call_in_values_and_gradients():
     assert g_one.keys() == g_split.keys()
     for name in g_one:
         torch.testing.assert_close(g_split[name], g_one[name], rtol=1e-4, atol=1e-6, msg=name)
-
-
-def test_train_step_with_buckets_equals_independently_embedded_pairs():
-    """The oracle test above, with every query and passage length in a bucket of its own."""
-    enc = no_dropout(build_tiny_encoder(seed=3))
-    queries = ["a1 a2 ?", "b3 b4 b5 ?", "c6 ?", "a7 a8 a9 a0 ?"]
-    passages = ["b2 b1 .", "a5 a4 a3 .", "a6 .", "c0 c9 c8 c7 ."]
-    cfg = cfg_for(max_query_length=16, max_passage_length=16)
-    enc.model.train()
-    prepare_params(enc, cfg)
-    rec = Recorder(enc.model)
-    loss = train_step(DualEmbed(enc, overhead_tokens=0), enc, queries, passages, cfg, rec, False, DEVICE)
-
-    def one(text: str) -> torch.Tensor:
-        batch = enc.tokenizer([text], return_tensors="pt", return_token_type_ids=False)
-        return enc.embed(dict(batch))[0]
-
-    want = reference_loss(torch.stack([one("query: " + t) for t in queries]),
-                          torch.stack([one("passage: " + t) for t in passages]), cfg.temperature)
-    assert float(loss) == pytest.approx(float(want.detach()), rel=1e-5)
-    want.backward()
-    for name, param in enc.model.named_parameters():
-        if param.requires_grad:
-            torch.testing.assert_close(rec.grads[name], param.grad.float(), rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_fused_adamw_follows_the_reference_adamw():
