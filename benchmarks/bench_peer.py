@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lib.backbones import load_encoder  # noqa: E402
-from lib.contrastive import DualEmbed, adamw, info_nce, length_buckets, prepare_params, train_step  # noqa: E402
+from lib.contrastive import DualEmbed, adamw, computed_lengths, info_nce, prepare_params, train_step  # noqa: E402
 from lib.data import load_lareqa  # noqa: E402
 from lib.embedded_model import embedded_model_dir  # noqa: E402
 from lib.encoder import bf16_supported  # noqa: E402
@@ -361,10 +361,8 @@ def main(argv=None) -> None:
             f = {"useful": 0.0, "padded": 0.0, "bucketed": 0.0}
             for texts, role, cap in ((q, "query", 64), (p, "passage", 96)):
                 real = encoder.tokenize(list(texts), role, cap)["attention_mask"].sum(1).numpy()
-                desc = np.sort(real)[::-1]
-                spans = length_buckets(desc.tolist(), proj_mod.overhead_tokens)
                 for key, lengths in (("useful", real), ("padded", np.full(len(real), real.max())),
-                                     ("bucketed", np.concatenate([[desc[a]] * (b_ - a) for a, b_ in spans]))):
+                                     ("bucketed", computed_lengths(real, proj_mod.overhead_tokens))):
                     f[key] += 3 * forward_flops(lengths, params, cfg_m.hidden_size, cfg_m.num_hidden_layers)
             flops_per_step.append(f)
         for n in order:

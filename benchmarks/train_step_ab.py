@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lib.backbones import load_encoder  # noqa: E402
-from lib.contrastive import DualEmbed, adamw, length_buckets, pair_texts, prepare_params, train_step  # noqa: E402
+from lib.contrastive import DualEmbed, adamw, computed_lengths, pair_texts, prepare_params, train_step  # noqa: E402
 from lib.machine import bf16_supported, describe  # noqa: E402
 from lib.sampling import BatchSampler  # noqa: E402
 from lib.training import TrainConfig  # noqa: E402
@@ -43,10 +43,8 @@ NO_BUCKETS = 10 ** 9  # an overhead no split can beat: one call per side
 
 def tokens(encoder, texts, role, cap, overhead) -> tuple[int, int]:
     """(computed, real) tokens of one side of a batch under the given bucket overhead."""
-    real = encoder.tokenize(texts, role, cap)["attention_mask"].sum(1).numpy()
-    desc = np.sort(real)[::-1]
-    spans = length_buckets(desc.tolist(), overhead)
-    return int(sum(desc[a] * (b - a) for a, b in spans)), int(real.sum())
+    real = encoder.tokenize(texts, role, cap)["attention_mask"].sum(1).tolist()
+    return sum(computed_lengths(real, overhead)), sum(real)
 
 
 def main(argv=None) -> int:

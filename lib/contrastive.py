@@ -70,6 +70,13 @@ def length_buckets(lengths, overhead_tokens: int = BUCKET_OVERHEAD_TOKENS) -> li
     return spans[::-1]
 
 
+def computed_lengths(lengths, overhead_tokens: int = BUCKET_OVERHEAD_TOKENS) -> list[int]:
+    """The length each text is padded to under :func:`length_buckets` (longest first): what a bucketed
+    forward computes, for counting tokens and FLOPs."""
+    desc = sorted((int(x) for x in lengths), reverse=True)
+    return [desc[a] for a, b in length_buckets(desc, overhead_tokens) for _ in range(b - a)]
+
+
 def bucketed_embed(encoder, batch: dict[str, torch.Tensor],
                    overhead_tokens: int = BUCKET_OVERHEAD_TOKENS) -> torch.Tensor:
     """``encoder.embed(batch)``, computed bucket by bucket (:func:`length_buckets`), rows in input order.

@@ -326,9 +326,8 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     here = {"cpu_model": machine.cpu_model(), "precision": "bf16" if bf16 else "fp32"}
     if here not in run["machines"]:  # train_seconds may add up time from more than one machine
         run["machines"] = [*run["machines"], here]
-    module = DualEmbed(encoder)
-    if world > 1:
-        module = torch.nn.parallel.DistributedDataParallel(module)
+    dual = DualEmbed(encoder)
+    module = torch.nn.parallel.DistributedDataParallel(dual) if world > 1 else dual
     n_local = cfg.batch_size // world
     main = rank == 0
 
@@ -381,7 +380,7 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     encoder.model.eval()
     if main:
         step_impl = {"optimizer": "AdamW (fused)" if optimizer.defaults.get("fused") else "AdamW",
-                     "length_bucket_overhead_tokens": DualEmbed(encoder).overhead_tokens}
+                     "length_bucket_overhead_tokens": dual.overhead_tokens}
         _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, bool(val), sampler.skipped,
                 step_impl)
     if world > 1:

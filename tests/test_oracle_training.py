@@ -22,8 +22,8 @@ import torch
 
 import lib.training as T
 from lib.backbones import load_encoder
-from lib.contrastive import (BUCKET_OVERHEAD_TOKENS, DualEmbed, adamw, bucketed_embed, length_buckets, prepare_params,
-                             train_step)
+from lib.contrastive import (BUCKET_OVERHEAD_TOKENS, DualEmbed, adamw, bucketed_embed, computed_lengths, length_buckets,
+                             prepare_params, train_step)
 from lib.encoder import bf16_supported
 from lib.errors import ConfigError
 from lib.training import TrainConfig, train
@@ -285,6 +285,9 @@ def test_length_buckets_are_the_cheapest_split(overhead):
         assert all(b == c for (_, b), (c, _) in zip(spans, spans[1:])) and all(a < b for a, b in spans)
         cost = sum(lengths[a] * (b - a) + overhead for a, b in spans)
         assert cost == brute_force_cost(lengths, overhead), (lengths, spans)
+        padded = computed_lengths(lengths[::-1], overhead)  # any order in, longest first out
+        assert len(padded) == len(lengths) and sum(padded) == cost - overhead * len(spans)
+        assert all(p >= n for p, n in zip(padded, lengths))
     assert length_buckets([9, 9, 9], 0) == [(0, 3)]  # equal lengths: nothing to save
     assert length_buckets([90, 10], 0) == [(0, 1), (1, 2)]
     assert length_buckets([90, 10], 100) == [(0, 2)]  # the saving (80) is below the overhead
