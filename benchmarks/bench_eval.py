@@ -3,7 +3,9 @@
     python benchmarks/bench_eval.py                      # embedded backbone, full data
     python benchmarks/bench_eval.py --max-items 30 --num-layers 2   # quick check
 
-Encoding uses ``Encoder.encode`` directly (bf16 autocast where the CPU has
+Encoding uses ``Encoder.encode`` directly (its default backend, OpenVINO
+where installed, converted at the first call and counted in it;
+``HBT_ENCODER_BACKEND=torch`` for the torch forward; bf16 where the CPU has
 it), so nothing is read from the embedding cache. Scoring is everything the
 evaluation does once the embeddings exist: pooling and relevance layout,
 exact ranks of every relevant candidate in the pooled and per-language
@@ -59,7 +61,7 @@ def bench_dataset(encoder, dataset: str, max_items: int, batch_size: int, max_le
         _, write_s = _timed(per_query.to_parquet, Path(tmp) / "pq.parquet", index=False)
     scoring = layout_s + ranks_s + per_query_s + aggregate_s + write_s
     macro = rows[rows["metric"].isin(["map", "rank_distance"])].groupby(["setting", "metric"])["value"].mean()
-    return {"dataset": dataset, "n_queries": len(lay.queries), "n_candidates": len(lay.docs),
+    return {"dataset": dataset, "backend": encoder.last_backend, "n_queries": len(lay.queries), "n_candidates": len(lay.docs),
             "load_s": load_s, "encode_queries_s": q_s, "encode_candidates_s": d_s,
             "texts_per_s": (len(lay.queries) + len(lay.docs)) / (q_s + d_s),
             "layout_s": layout_s, "ranks_s": ranks_s, "per_query_metrics_s": per_query_s,
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
         results.append(res)
         print(f"\n{dataset}: {res['n_queries']} questions x {res['n_candidates']} candidates")
         print(f"  encoding: queries {res['encode_queries_s']:.1f} s + candidates {res['encode_candidates_s']:.1f} s "
-              f"({res['texts_per_s']:.0f} texts/s)")
+              f"({res['texts_per_s']:.0f} texts/s, {res['backend']})")
         print(f"  scoring:  layout {res['layout_s']:.2f} s, ranks {res['ranks_s']:.2f} s, per-question metrics "
               f"{res['per_query_metrics_s']:.2f} s, aggregate {res['aggregate_s']:.2f} s, parquet "
               f"{res['write_s']:.2f} s = {res['scoring_s']:.2f} s")

@@ -12,7 +12,8 @@ alike. Printed:
 - the CPU model, torch version, threads and the precision each side uses;
 - the measured matrix-multiply peak of this CPU at the model's shapes, per
   precision (the physical ceiling for a BERT of this size);
-- encoding: texts/s (median and range over repeats) for the project and for
+- encoding: texts/s (median and range over repeats) for the project (its
+  default backend, OpenVINO where installed, and the torch forward) and for
   each sentence-transformers configuration, the ratio project / best peer,
   achieved FLOP/s and its share of the GEMM peak, and the agreement (cosine
   of the embeddings);
@@ -29,6 +30,7 @@ sentence-transformers is a benchmark-only dependency
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import platform
@@ -43,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from lib import openvino_backend  # noqa: E402
 from lib.backbones import load_encoder  # noqa: E402
 from lib.contrastive import DualEmbed, adamw, computed_lengths, info_nce, prepare_params, train_step  # noqa: E402
 from lib.data import load_lareqa  # noqa: E402
@@ -104,18 +107,32 @@ def forward_flops(lengths, params: int, hidden: int, layers: int) -> float:
     return float(2 * params * lengths.sum() + layers * 4 * hidden * (lengths ** 2).sum())
 
 
-def compiled_encode(encoder, texts, role, args):
-    """``encoder.encode`` with ``HBT_COMPILE=1`` (the compiled forward) for this call only."""
-    before = os.environ.get("HBT_COMPILE")
-    os.environ["HBT_COMPILE"] = "1"
+@contextlib.contextmanager
+def env_setting(name: str, value: str):
+    """Environment variable ``name`` set to ``value`` inside the block, restored after."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
-        return encoder.encode(texts, role, batch_size=args.encode_batch_size, max_length=args.max_length,
-                              progress=False)
+        yield
     finally:
         if before is None:
-            os.environ.pop("HBT_COMPILE", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["HBT_COMPILE"] = before
+            os.environ[name] = before
+
+
+def torch_encode(encoder, texts, role, args):
+    """``encoder.encode`` on the torch forward (``HBT_ENCODER_BACKEND=torch``) for this call only."""
+    with env_setting(openvino_backend.ENV, "torch"):
+        return encoder.encode(texts, role, batch_size=args.encode_batch_size, max_length=args.max_length,
+                              progress=False)
+
+
+def compiled_encode(encoder, texts, role, args):
+    """``encoder.encode`` with ``HBT_COMPILE=1`` (the compiled forward) for this call only."""
+    with env_setting("HBT_COMPILE", "1"):
+        return encoder.encode(texts, role, batch_size=args.encode_batch_size, max_length=args.max_length,
+                              progress=False)
 
 
 def padded_batches(lengths, batch_size: int, sort: bool):
@@ -223,6 +240,9 @@ def main(argv=None) -> None:
           f"hardware bf16: {'yes' if hw_bf16 else 'no'}; project precision: {project_prec} "
           f"(bf16 autocast {'on' if project_bf16 else 'off'})")
     print(f"model: {encoder}, non-embedding parameters {params / 1e6:.1f}M")
+    print(f"project encoding backend: {openvino_backend.setting()} "
+          f"({'OpenVINO' if openvino_backend.wanted(args.n, encoder.model.device) else 'torch'} for calls of "
+          f"{args.n} texts; 'project-torch' is the torch forward where the default is OpenVINO)")
 
     # -- GEMM peak
     shapes = model_shapes(cfg_m)
@@ -253,6 +273,8 @@ def main(argv=None) -> None:
         useful = forward_flops(lengths, params, cfg_m.hidden_size, cfg_m.num_hidden_layers)
         fns = {"project": lambda: encoder.encode(texts, role, batch_size=args.encode_batch_size,
                                                  max_length=args.max_length, progress=False)}
+        if openvino_backend.wanted(len(texts), encoder.model.device):  # the default runs OpenVINO: torch too
+            fns["project-torch"] = lambda: torch_encode(encoder, texts, role, args)
         if args.compile:
             fns["project+compile"] = lambda: compiled_encode(encoder, texts, role, args)
         for name, m in st_models.items():

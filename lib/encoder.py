@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lib import openvino_backend
 from lib.errors import ConfigError, DataError
 from lib.machine import bf16_supported, cpu_has_bf16 as _cpu_has_bf16  # noqa: F401 (re-exported)
 from lib.paths import atomic_write
@@ -77,6 +78,12 @@ class Encoder:
         self.name = name
         self.info = dict(info or {})
         self._compiled = None  # (model, its torch.compile wrapper), built on first use
+        self._openvino = None  # lib.openvino_backend.Compiled of the current weights, built on first use
+        self.last_backend = ""  # "torch" or "openvino": what the last encode call ran on
+
+    def __getstate__(self) -> dict:
+        # copies (copy.copy / deepcopy) get the weights, not the compiled forms of the original's weights
+        return {**self.__dict__, "_compiled": None, "_openvino": None}
 
     def __repr__(self) -> str:
         cfg = self.model.config
@@ -155,10 +162,25 @@ class Encoder:
         was_training = self.model.training
         self.model.eval()
         model = self._compiled_model() if compile_wanted() and len(texts) >= COMPILE_MIN_TEXTS else None
+        fast = None
+        if model is None and openvino_backend.wanted(len(texts), self.model.device):
+            fast = self._openvino_model(use_bf16)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16)
         try:
             with torch.inference_mode(), autocast, tqdm(total=len(texts), disable=not show,
                                                           desc="encode", unit="text") as bar:
+                if fast is not None:
+                    size = min(batch_size, openvino_backend.REQUEST_SIZE)
+                    batches = ((rows, _pad([ids[i] for i in rows], pad_id))
+                               for rows in (order[s:s + size] for s in range(0, len(texts), size)))
+                    try:
+                        fast.run(batches, out, bar.update)
+                        self.last_backend = "openvino"
+                        return out
+                    except Exception as exc:  # noqa: BLE001 (any runtime failure means: use torch)
+                        openvino_backend.warn_fallback(exc)
+                        self._openvino = False
+                        bar.reset()
                 for start in range(0, len(texts), batch_size):
                     rows = order[start:start + batch_size]
                     batch = _pad([ids[i] for i in rows], pad_id)
@@ -174,7 +196,34 @@ class Encoder:
                     bar.update(len(rows))
         finally:
             self.model.train(was_training)
+        self.last_backend = "torch"
         return out
+
+    def prepare(self, n_texts: int) -> str:
+        """Build what an ``encode`` call of ``n_texts`` texts runs on (the OpenVINO model of the current
+        weights and precision), so that timed calls leave the conversion out; returns the backend."""
+        use_bf16 = bf16_supported() and self.model.device.type == "cpu"
+        if n_texts >= COMPILE_MIN_TEXTS and compile_wanted():
+            return "torch"
+        if openvino_backend.wanted(n_texts, self.model.device) and self._openvino_model(use_bf16) is not None:
+            return "openvino"
+        return "torch"
+
+    def _openvino_model(self, bf16: bool):
+        """The OpenVINO model of the current weights (converted again after any change to them), or None
+        after a failure (warned once; this encoder then stays on torch)."""
+        if self._openvino is False:
+            return None
+        threads = torch.get_num_threads()
+        if self._openvino is None or self._openvino.key != openvino_backend.state_key(self.model, bf16, threads):
+            self._openvino = None  # free the previous state's model before converting the next
+            try:
+                self._openvino = openvino_backend.Compiled(self, bf16, threads)
+            except Exception as exc:  # noqa: BLE001 (a model OpenVINO cannot convert is encoded with torch)
+                openvino_backend.warn_fallback(exc)
+                self._openvino = False
+                return None
+        return self._openvino
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write a folder that ``AutoModel`` / ``AutoTokenizer``, ``SentenceTransformer`` and :func:`lib.backbones.load_encoder` read.

@@ -70,6 +70,8 @@ def encoding_costs(encoders: dict[str, object], texts: Sequence[str], *, role: s
         param = f"precision={mode},max_length={max_length},batch={batch_size}"
         with precision(mode):
             warm_up(next(iter(encoders.values())), texts, role, **kw)  # kernels for these shapes
+            for enc in encoders.values():
+                enc.prepare(len(texts))  # each model's OpenVINO conversion, if any, outside the timed passes
             embs, times = {}, {m: [] for m in encoders}
             peaks = dict.fromkeys(encoders, 0.0)
             names = list(encoders)

@@ -133,7 +133,10 @@ def encode_cached(encoder, texts: Sequence[str], role: str, *, profile: str, mod
     ``encoder`` is an ``Encoder`` or a zero-argument callable returning one
     (called only on a cache miss, so a hit never loads the model). The key
     is the model fingerprint, the texts' hash, ``role``, ``max_length`` and the
-    precision (:func:`lib.machine.precision`);
+    precision (:func:`lib.machine.precision`). The sidecar also names the
+    backend that encoded (torch or OpenVINO, :mod:`lib.openvino_backend`),
+    outside the key: the two agree to cosine 0.9999 and mAP 0.001
+    (``benchmarks/encode_backends.py``), so either's embeddings serve;
     the old key is removed, then the ``.npy`` and the new JSON key are
     written atomically, so an interrupted write is a miss next time, never
     a wrong hit.
@@ -153,7 +156,8 @@ def encode_cached(encoder, texts: Sequence[str], role: str, *, profile: str, mod
         with open(tmp, "wb") as fh:
             np.save(fh, emb)
     with atomic_write(folder / f"{role}.json") as tmp:
-        tmp.write_text(json.dumps({"key": key, "dim": int(emb.shape[1])}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"key": key, "dim": int(emb.shape[1]),
+                                   "backend": getattr(enc, "last_backend", "") or "torch"}, indent=1) + "\n")
     return emb
 
 

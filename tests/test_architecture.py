@@ -23,7 +23,7 @@ from lib.paths import PROJ_ROOT
 LIB = PROJ_ROOT / "lib"
 LAYERS = {
     0: {"__init__", "errors", "paths", "settings", "machine", "strategies", "metric_registry", "integrity", "results"},
-    1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "embedded_model", "backbones",
+    1: {"data", "data_files", "sentences", "training_data", "model_files", "encoder", "openvino_backend", "embedded_model", "backbones",
         "model_store", "metrics", "stats", "stats_calibration"},
     2: {"sampling", "retrieval", "timing", "models"},
     3: {"training", "contrastive", "distill"},

@@ -1,7 +1,9 @@
 """The encoder: tiny-model mechanics, the .bin reader, and the embedded backbone's fidelity."""
 from __future__ import annotations
 
+import copy
 import json
+import multiprocessing
 import struct
 import unicodedata
 
@@ -11,6 +13,7 @@ import torch
 
 from lib import embedded_model as EM
 from lib import encoder as enc
+from lib import openvino_backend as ov_backend
 from lib.backbones import load_encoder
 from lib.encoder import Encoder
 from lib.errors import ConfigError, DataError, ModelError
@@ -188,6 +191,74 @@ def test_compiled_forward_is_used_for_large_calls_and_falls_back_on_failure(tiny
     monkeypatch.setenv("HBT_COMPILE", "maybe")
     with pytest.raises(ConfigError, match="HBT_COMPILE"):
         other.encode(texts, "passage")
+
+
+needs_openvino = pytest.mark.skipif(not ov_backend.installed(), reason="openvino is not installed")
+
+
+def _many(n):
+    return [TEXTS[i % len(TEXTS)] + f" a{i % 10} b{i % 7}" for i in range(n)]
+
+
+@needs_openvino
+def test_openvino_encodes_like_torch_and_follows_weight_changes(tiny_encoder, fp32, monkeypatch):
+    """Large calls go through OpenVINO with the torch forward's embeddings; a weight change between
+    calls converts again (no stale model), small calls and HBT_ENCODER_BACKEND=torch stay on torch."""
+    monkeypatch.setattr(ov_backend, "MIN_TEXTS", 40)
+    texts = _many(70)
+    monkeypatch.setenv("HBT_ENCODER_BACKEND", "torch")
+    ref = tiny_encoder.encode(texts, "query", batch_size=16)
+    assert tiny_encoder.last_backend == "torch"
+    monkeypatch.setenv("HBT_ENCODER_BACKEND", "openvino")
+    started = []  # OpenVINO's converter sends usage events from a forked process unless kept from it
+    monkeypatch.setattr(multiprocessing.Process, "start", lambda self: started.append(self))
+    got = tiny_encoder.encode(texts, "query", batch_size=16)
+    assert tiny_encoder.last_backend == "openvino"
+    assert started == []
+    assert np.sum(got * ref, axis=1).min() > 0.99999
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    tiny_encoder.encode(texts[:39], "query")
+    assert tiny_encoder.last_backend == "torch"  # below MIN_TEXTS
+
+    torch.manual_seed(1)
+    with torch.no_grad():  # an in-place update, as an optimizer step makes
+        for p in tiny_encoder.model.encoder.layer[-1].parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    monkeypatch.setenv("HBT_ENCODER_BACKEND", "torch")
+    ref2 = tiny_encoder.encode(texts, "query", batch_size=16)
+    monkeypatch.setenv("HBT_ENCODER_BACKEND", "auto")
+    got2 = tiny_encoder.encode(texts, "query", batch_size=16)
+    assert tiny_encoder.last_backend == "openvino"
+    assert np.sum(ref2 * ref, axis=1).min() < 0.9999  # the change matters ...
+    assert np.sum(got2 * ref2, axis=1).min() > 0.99999  # ... and OpenVINO saw it
+
+    twin = copy.deepcopy(tiny_encoder)  # a copy carries weights, not the converted model
+    assert twin._openvino is None
+    np.testing.assert_allclose(twin.encode(texts, "query", batch_size=16), got2, atol=1e-6)
+
+
+def test_encoder_backend_setting_and_fallback(tiny_encoder, fp32, monkeypatch):
+    monkeypatch.setattr(ov_backend, "MIN_TEXTS", 40)
+    texts = _many(50)
+    monkeypatch.setenv("HBT_ENCODER_BACKEND", "gpu")
+    with pytest.raises(ConfigError, match="HBT_ENCODER_BACKEND='gpu'"):
+        tiny_encoder.encode(texts, "passage")
+    monkeypatch.setattr(ov_backend, "installed", lambda: False)
+    monkeypatch.setenv("HBT_ENCODER_BACKEND", "openvino")
+    with pytest.raises(ConfigError, match="openvino package is not installed"):
+        tiny_encoder.encode(texts, "passage")
+    monkeypatch.setenv("HBT_ENCODER_BACKEND", "auto")  # auto without the package: torch, silently
+    ref = tiny_encoder.encode(texts, "passage")
+    assert tiny_encoder.last_backend == "torch"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot convert this model")
+    monkeypatch.setattr(ov_backend, "installed", lambda: True)
+    monkeypatch.setattr(ov_backend, "Compiled", broken)
+    with pytest.warns(RuntimeWarning, match="OpenVINO encoding failed.*cannot convert"):
+        out = tiny_encoder.encode(texts, "passage")
+    np.testing.assert_allclose(out, ref, atol=0)
+    assert tiny_encoder.last_backend == "torch"
 
 
 # --------------------------------------------------------------------------- .bin reader
