@@ -37,7 +37,7 @@ from lib.errors import ConfigError
 BACKENDS = ("auto", "torch", "openvino")
 ENV = "HBT_ENCODER_BACKEND"
 MIN_TEXTS = 512  # smaller calls are not worth a conversion (about 5 s for the 12-layer backbone)
-REQUEST_SIZE = 32  # texts per inference request: measured best of 32 / 64 / 128 with two streams
+REQUEST_SIZE = 32  # texts per inference request (32 ran faster than 64 or 128 on the 2-core AMD EPYC machine)
 
 
 def setting() -> str:
@@ -61,7 +61,8 @@ def wanted(n_texts: int, device: torch.device) -> bool:
     if not installed():
         if value == "openvino":
             raise ConfigError(f"{ENV}=openvino but the openvino package is not installed "
-                              "(`.venv/bin/pip install -r requirements.txt`), or set it to torch / auto")
+                              "(`.venv/bin/pip install --no-deps -r requirements-nodeps.txt`, as the set-up does), or set it "
+                              "to torch / auto")
         return False
     return True
 
