@@ -121,16 +121,10 @@ def env_setting(name: str, value: str):
             os.environ[name] = before
 
 
-def torch_encode(encoder, texts, role, args):
-    """``encoder.encode`` on the torch forward (``HBT_ENCODER_BACKEND=torch``) for this call only."""
-    with env_setting(openvino_backend.ENV, "torch"):
-        return encoder.encode(texts, role, batch_size=args.encode_batch_size, max_length=args.max_length,
-                              progress=False)
-
-
-def compiled_encode(encoder, texts, role, args):
-    """``encoder.encode`` with ``HBT_COMPILE=1`` (the compiled forward) for this call only."""
-    with env_setting("HBT_COMPILE", "1"):
+def encode_with(encoder, texts, role, args, name: str, value: str):
+    """``encoder.encode`` with environment variable ``name`` set to ``value`` for this call only
+    (``HBT_ENCODER_BACKEND=torch``: the torch forward; ``HBT_COMPILE=1``: the compiled forward)."""
+    with env_setting(name, value):
         return encoder.encode(texts, role, batch_size=args.encode_batch_size, max_length=args.max_length,
                               progress=False)
 
@@ -274,9 +268,9 @@ def main(argv=None) -> None:
         fns = {"project": lambda: encoder.encode(texts, role, batch_size=args.encode_batch_size,
                                                  max_length=args.max_length, progress=False)}
         if openvino_backend.wanted(len(texts), encoder.model.device):  # the default runs OpenVINO: torch too
-            fns["project-torch"] = lambda: torch_encode(encoder, texts, role, args)
+            fns["project-torch"] = lambda: encode_with(encoder, texts, role, args, openvino_backend.ENV, "torch")
         if args.compile:
-            fns["project+compile"] = lambda: compiled_encode(encoder, texts, role, args)
+            fns["project+compile"] = lambda: encode_with(encoder, texts, role, args, "HBT_COMPILE", "1")
         for name, m in st_models.items():
             fns[name] = (lambda m=m: st_encode(m, texts, role, args.encode_batch_size, args.max_length))
         names = list(fns)

@@ -110,7 +110,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not openvino_backend.installed():
-        sys.exit("encode_backends.py compares with OpenVINO: install it (`.venv/bin/pip install -r requirements.txt`)")
+        sys.exit("encode_backends.py compares with OpenVINO: install it as the set-up does "
+                 "(`.venv/bin/pip install --no-deps -r requirements-nodeps.txt`)")
     openvino_backend.telemetry_off()
     import openvino
 

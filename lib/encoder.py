@@ -53,6 +53,11 @@ def compile_wanted() -> bool:
     return value == "1"
 
 
+def _compiles(n_texts: int) -> bool:
+    """Whether an ``encode`` call of ``n_texts`` texts runs through ``torch.compile`` (``HBT_COMPILE=1``)."""
+    return compile_wanted() and n_texts >= COMPILE_MIN_TEXTS  # an invalid HBT_COMPILE fails every call
+
+
 # --------------------------------------------------------------------------
 # The encoder
 
@@ -161,10 +166,8 @@ class Encoder:
         show = len(texts) > 1000 if progress is None else bool(progress)
         was_training = self.model.training
         self.model.eval()
-        model = self._compiled_model() if compile_wanted() and len(texts) >= COMPILE_MIN_TEXTS else None
-        fast = None
-        if model is None and openvino_backend.wanted(len(texts), self.model.device):
-            fast = self._openvino_model(use_bf16)
+        model = self._compiled_model() if _compiles(len(texts)) else None
+        fast = self._openvino_for(len(texts)) if model is None else None
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16)
         try:
             with torch.inference_mode(), autocast, tqdm(total=len(texts), disable=not show,
@@ -202,12 +205,15 @@ class Encoder:
     def prepare(self, n_texts: int) -> str:
         """Build what an ``encode`` call of ``n_texts`` texts runs on (the OpenVINO model of the current
         weights and precision), so that timed calls leave the conversion out; returns the backend."""
-        use_bf16 = bf16_supported() and self.model.device.type == "cpu"
-        if n_texts >= COMPILE_MIN_TEXTS and compile_wanted():
-            return "torch"
-        if openvino_backend.wanted(n_texts, self.model.device) and self._openvino_model(use_bf16) is not None:
+        if not _compiles(n_texts) and self._openvino_for(n_texts) is not None:
             return "openvino"
         return "torch"
+
+    def _openvino_for(self, n_texts: int):
+        """The OpenVINO model an ``encode`` call of ``n_texts`` texts runs on, or None (torch)."""
+        if not openvino_backend.wanted(n_texts, self.model.device):  # True only on the CPU
+            return None
+        return self._openvino_model(bf16_supported())
 
     def _openvino_model(self, bf16: bool):
         """The OpenVINO model of the current weights (converted again after any change to them), or None

@@ -73,21 +73,16 @@ def warn_fallback(exc: Exception) -> None:
 
 
 class _Pooled(torch.nn.Module):
-    """Forward, pooling and normalisation as one traceable module (what ``Encoder.embed`` computes)."""
+    """The encoder's forward plus its pooling and normalisation (``Encoder._pool``) as one traceable module."""
 
-    def __init__(self, model, pooling: str):
+    def __init__(self, encoder):
         super().__init__()
-        self.model = model
-        self.pooling = pooling
+        self.model = encoder.model
+        self.pool = encoder._pool
 
     def forward(self, input_ids, attention_mask):
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return torch.nn.functional.normalize(pooled, dim=-1)
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
 
 
 def state_key(model, bf16: bool, threads: int) -> tuple:
@@ -136,7 +131,7 @@ class Compiled:
                 # the trace fixes transformers' shape checks (no extra padding, no causal mask), true for every call
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-                graph = ov.convert_model(_Pooled(encoder.model, encoder.pooling),
+                graph = ov.convert_model(_Pooled(encoder),
                                          example_input=(tok["input_ids"], tok["attention_mask"]), input=dynamic)
         finally:
             encoder.model.train(was_training)
