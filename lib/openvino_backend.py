@@ -36,7 +36,7 @@ from lib.errors import ConfigError
 
 BACKENDS = ("auto", "torch", "openvino")
 ENV = "HBT_ENCODER_BACKEND"
-MIN_TEXTS = 512  # smaller calls are not worth a conversion (about 5 s for the 12-layer backbone)
+MIN_TEXTS = 512  # smaller calls are not worth a conversion (about 4 s for the 12-layer backbone)
 REQUEST_SIZE = 32  # texts per inference request (32 ran faster than 64 or 128 on the 2-core AMD EPYC machine)
 
 
