@@ -15,9 +15,7 @@ Usage: ./run_all.sh [PROFILE | test | setup | --help] [runner options]
   ./run_all.sh PATH.yaml    any profile file
   ./run_all.sh test         set up, then run every test: pytest (tests/) plus nbval
                             (lax) over every notebook on the smoke profile
-                            (rebuilds results/smoke from scratch); two pytest-xdist
-                            workers, one of them running the notebooks in order
-                            (HBT_TEST_WORKERS=N sets the count)
+                            (rebuilds results/smoke from scratch)
   ./run_all.sh setup        only create / update the environment
   ./run_all.sh --help       this text
 
@@ -81,9 +79,7 @@ case "$cmd" in
     setup
     rm -rf build/nbval results/smoke   # the notebooks under test rebuild the smoke results from scratch
     "$PY" -m lib.runner smoke --prepare build/nbval >/dev/null
-    # two workers: one runs the notebooks in order (one xdist group, tests/conftest.py), the other the rest
-    exec "$PY" -m pytest tests build/nbval --nbval-lax -p no:cacheprovider --durations=15 \
-      --numprocesses "${HBT_TEST_WORKERS:-2}" --dist loadgroup "$@"
+    exec "$PY" -m pytest tests build/nbval --nbval-lax -p no:cacheprovider --durations=15 "$@"
     ;;
   *)
     setup

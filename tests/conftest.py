@@ -51,16 +51,6 @@ def results_in_tmp(tmp_path, monkeypatch):
 
 def pytest_collection_modifyitems(session, config, items):
     """The smoke expectations read results/smoke, which the notebooks (nbval, collected after tests/ in
-    ./run_all.sh test) rebuild: run them last.
-
-    Under pytest-xdist (``./run_all.sh test`` runs two workers with ``--dist loadgroup``) the notebooks
-    and the smoke expectations form one group, so one worker runs them in this order (each notebook
-    needs the results of the ones before it, and every cell of a notebook needs its kernel) while the
-    other workers take the rest of tests/.
-    """
+    ./run_all.sh test) rebuild: run them last."""
     last = [item for item in items if "test_smoke_expectations.py" in item.nodeid]
     items[:] = [item for item in items if item not in last] + last
-    chain = pytest.mark.xdist_group("notebooks")
-    for item in items:
-        if item in last or item.nodeid.endswith(".ipynb") or ".ipynb::" in item.nodeid:
-            item.add_marker(chain)
