@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -19,11 +20,18 @@ import torch
 from lib.embedded_model import EMBEDDED_NAME, embedded_model_dir
 from lib.encoder import E5_PREFIXES, ENCODER_CONFIG, NO_PREFIXES, POOLINGS, Encoder
 from lib.errors import ConfigError, ModelError
+from lib.integrity import file_sha256 as remembered_sha256
 from lib.model_files import (BASE_REF, COMPACT_WEIGHTS, FORMAT, file_sha256, is_stored, kind, model_folder, resolve,
                              saved_pooler, tensor_sha256, vocab_sha256)
 from lib.paths import CACHE_DIR
 from lib.settings import hub_offline, offline_flags
 
+# Files of a model folder that decide what AutoTokenizer builds (config.json only through its model_type).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model",
+                   "chat_template.jinja", "chat_template.json")
+_TOKENIZERS: OrderedDict[tuple, object] = OrderedDict()  # tokenizer-file contents -> loaded tokenizer
+_TOKENIZER_CACHE_SIZE = 4
 
 
 def _truncate(model, num_layers: int, backbone: str):
@@ -73,8 +81,41 @@ def _from_pretrained(source: str):
             "backbone by rerunning (it is converted again)") from exc
     if optional_pooler:
         model.pooler = None  # the embeddings pool the last hidden state; the pooler is never used
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    return model.eval(), tokenizer
+    return model.eval(), _tokenizer(source, lambda: AutoTokenizer.from_pretrained(source))
+
+
+def _tokenizer_key(source: str) -> tuple | None:
+    """What a local folder's tokenizer is made of (file names and sha256, model_type); None for a hub id."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    files = tuple((name, remembered_sha256(folder / name)) for name in TOKENIZER_FILES if (folder / name).is_file())
+    if not files:
+        return None
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        model_type = None
+    return (model_type, files)
+
+
+def _tokenizer(source: str, load):
+    """The tokenizer of ``source``, loaded once per process for the same tokenizer files.
+
+    Loading the 250k-token tokenizer.json of the embedded backbone takes 1-2 s; every trained run, student
+    and checkpoint of the study shares it. Encoders of the same tokenizer files share one object
+    (the project only calls it, never changes it); a file that changes makes a new key.
+    """
+    key = _tokenizer_key(source)
+    if key is None:
+        return load()
+    if key in _TOKENIZERS:
+        _TOKENIZERS.move_to_end(key)
+        return _TOKENIZERS[key]
+    tokenizer = _TOKENIZERS[key] = load()
+    while len(_TOKENIZERS) > _TOKENIZER_CACHE_SIZE:
+        _TOKENIZERS.popitem(last=False)
+    return tokenizer
 
 
 def _looks_like_path(backbone: str) -> bool:
@@ -133,6 +174,19 @@ def distilled_dir(name: str) -> Path:
     if not DISTILLED_NAME.match(name):
         raise ConfigError(f"{name!r} is not a distilled student's name: use distilled-L<layers>, e.g. distilled-L3")
     return CACHE_DIR / "models" / name
+
+
+def load_tokenizer(backbone: str = "embedded"):
+    """The tokenizer alone of ``backbone`` (the names of :func:`load_encoder`), shared with its encoders."""
+    from transformers import AutoTokenizer
+
+    if backbone == "embedded":
+        source = str(embedded_model_dir())
+    elif DISTILLED_NAME.match(backbone):
+        source = str(distilled_dir(backbone))
+    else:
+        source = str(Path(backbone).expanduser()) if _looks_like_path(backbone) else backbone
+    return _tokenizer(source, lambda: AutoTokenizer.from_pretrained(source))
 
 
 def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str | None = None) -> Encoder:

@@ -48,8 +48,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lib import strategies as registry
+from lib.backbones import load_tokenizer  # noqa: F401  (notebook 06: eff.load_tokenizer)
 from lib.clustering import language_clustering
-from lib.embedded_model import embedded_model_dir
 from lib.encoding_cost import e2e_latencies, encoding_costs, time_end_to_end
 from lib.errors import ConfigError
 from lib.evaluation import layout
@@ -398,15 +398,6 @@ def measure_all(specs: Sequence, workloads: Sequence[Workload], out_csv: str | o
     rows = pd.concat(parts, ignore_index=True)
     write_rows(rows, out_csv)
     return rows
-
-
-def load_tokenizer(backbone: str = "embedded"):
-    """The backbone's tokenizer alone (every model of the study shares it)."""
-    from transformers import AutoTokenizer  # lazy: lib's modules import without transformers
-
-    if backbone == "embedded":
-        backbone = str(embedded_model_dir())
-    return AutoTokenizer.from_pretrained(backbone)
 
 
 def dataset_table(workloads: Sequence[Workload], tokenizer, prefix: str = "passage: ") -> pd.DataFrame:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import multiprocessing
 import struct
 import unicodedata
@@ -14,9 +15,10 @@ import torch
 from lib import embedded_model as EM
 from lib import encoder as enc
 from lib import openvino_backend as ov_backend
-from lib.backbones import load_encoder
+from lib.backbones import load_encoder, load_tokenizer
 from lib.encoder import Encoder
 from lib.errors import ConfigError, DataError, ModelError
+from lib.model_files import vocab_sha256
 from tiny_model import build_tiny_encoder
 
 TEXTS = ["a1 a2 a3 a4 a5 a6 a7", "b1", "what is c1 c2 ?", "d1 d2", "e1 e2 e3 e4 e5 e6 e7 e8 e9 e0 f1", "zz unknown"]
@@ -102,6 +104,28 @@ def test_save_load_round_trip_gives_identical_embeddings(tiny_encoder, tmp_path)
     for role in ("query", "passage"):
         np.testing.assert_array_equal(loaded.encode(TEXTS, role), tiny_encoder.encode(TEXTS, role))
     assert load_encoder(str(folder), pooling="cls").pooling == "cls"
+
+
+def test_folders_with_the_same_tokenizer_files_share_one_tokenizer(tmp_path):
+    a = build_tiny_encoder(seed=1).save(tmp_path / "a")
+    b = build_tiny_encoder(seed=2).save(tmp_path / "b")  # other weights, the same tokenizer files
+    c = build_tiny_encoder(vocab=["x1", "x2", "x3"]).save(tmp_path / "c")
+    ea, eb, ec = load_encoder(str(a)), load_encoder(str(b)), load_encoder(str(c))
+    assert ea.tokenizer is eb.tokenizer
+    assert ec.tokenizer is not ea.tokenizer and "x1" in ec.tokenizer.get_vocab() and "a1" not in ec.tokenizer.get_vocab()
+    assert not np.allclose(ea.encode(TEXTS, "query"), eb.encode(TEXTS, "query"))  # only the tokenizer is shared
+    shutil.copy(c / "tokenizer.json", a / "tokenizer.json")  # a tokenizer file rewritten in place is read again
+    again = load_encoder(str(a))
+    assert again.tokenizer is not ea.tokenizer and again.tokenizer.get_vocab() == ec.tokenizer.get_vocab()
+    assert load_tokenizer(str(b)) is eb.tokenizer
+
+
+def test_vocab_hash_is_remembered_until_tokens_are_added():
+    tok = build_tiny_encoder().tokenizer
+    before = vocab_sha256(tok)
+    assert vocab_sha256(tok) == before == vocab_sha256(build_tiny_encoder(seed=5).tokenizer)
+    tok.add_tokens(["qq9"])
+    assert vocab_sha256(tok) != before
 
 
 def test_num_layers_keeps_the_first_layers(tmp_path, fp32):
