@@ -78,6 +78,8 @@ case "$cmd" in
   test)
     setup
     rm -rf build/nbval results/smoke   # the notebooks under test rebuild the smoke results from scratch
+    # ranx's numba kernels compile on the core pytest leaves idle (tests/warm_ranx.py; no effect on results)
+    "$PY" tests/warm_ranx.py >/dev/null 2>&1 &
     "$PY" -m lib.runner smoke --prepare build/nbval >/dev/null
     exec "$PY" -m pytest tests build/nbval --nbval-lax -p no:cacheprovider --durations=15 "$@"
     ;;
