@@ -2,7 +2,7 @@
 
 ranx compiles each metric kernel the first time a process uses it and keeps
 the machine code beside its sources (numba ``cache=True``). In a fresh
-environment that first use costs about 45 s of one core, paid inside the test
+environment that first use costs about a minute of one core, paid inside the test
 that happens to come first (the ranx comparisons of tests/test_metrics.py, the
 evaluation tests, notebook 04). ``./run_all.sh test`` starts this script
 beside pytest, so the compiling runs on the core pytest leaves idle and the
