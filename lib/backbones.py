@@ -20,8 +20,8 @@ import torch
 from lib.embedded_model import EMBEDDED_NAME, embedded_model_dir
 from lib.encoder import E5_PREFIXES, ENCODER_CONFIG, NO_PREFIXES, POOLINGS, Encoder
 from lib.errors import ConfigError, ModelError
-from lib.integrity import file_sha256 as remembered_sha256
-from lib.model_files import (BASE_REF, COMPACT_WEIGHTS, FORMAT, file_sha256, is_stored, kind, model_folder, resolve,
+from lib import integrity
+from lib.model_files import (BASE_REF, COMPACT_WEIGHTS, FORMAT, is_stored, kind, model_folder, resolve,
                              saved_pooler, tensor_sha256, vocab_sha256)
 from lib.paths import CACHE_DIR
 from lib.settings import hub_offline, offline_flags
@@ -89,7 +89,7 @@ def _tokenizer_key(source: str) -> tuple | None:
     folder = Path(source)
     if not folder.is_dir():
         return None
-    files = tuple((name, remembered_sha256(folder / name)) for name in TOKENIZER_FILES if (folder / name).is_file())
+    files = tuple((name, integrity.file_sha256(folder / name)) for name in TOKENIZER_FILES if (folder / name).is_file())
     if not files:
         return None
     try:
@@ -136,7 +136,7 @@ def _load_stored(folder: str | os.PathLike, num_layers: int = 0, pooling: str | 
     model = base.model
     state = model.state_dict()
     weights = folder / ref.get("weights", COMPACT_WEIGHTS)
-    if not weights.is_file() or (ref.get("weights_sha256") and file_sha256(weights) != ref["weights_sha256"]):
+    if not weights.is_file() or (ref.get("weights_sha256") and integrity.sha256_of(weights) != ref["weights_sha256"]):
         raise ModelError(f"{weights} is missing or differs from the sha256 in {BASE_REF} (truncated or changed "
                          "after training); delete the run folder and rerun its training")
     trained = load_file(str(weights))
@@ -176,16 +176,27 @@ def distilled_dir(name: str) -> Path:
     return CACHE_DIR / "models" / name
 
 
+def _source(backbone: str) -> tuple[Path | str, str]:
+    """Where ``backbone`` (a name of :func:`load_encoder`) lives and the name its encoder carries: a folder
+    for "embedded", a distilled student or a local path, else the hub id itself."""
+    if backbone == "embedded":
+        return embedded_model_dir(), EMBEDDED_NAME
+    if DISTILLED_NAME.match(backbone):
+        folder = distilled_dir(backbone)
+        if not folder.is_dir():
+            k = DISTILLED_NAME.match(backbone).group(1)
+            raise ModelError(f"backbone {backbone!r}: no distilled student at {folder}; build it with "
+                             f"`python -m lib.distill --layers {k}` (about 20-40 min on 2 CPU cores)")
+        return folder, backbone
+    folder = Path(backbone).expanduser()
+    return (folder if folder.exists() or _looks_like_path(backbone) else backbone), backbone
+
+
 def load_tokenizer(backbone: str = "embedded"):
     """The tokenizer alone of ``backbone`` (the names of :func:`load_encoder`), shared with its encoders."""
     from transformers import AutoTokenizer
 
-    if backbone == "embedded":
-        source = str(embedded_model_dir())
-    elif DISTILLED_NAME.match(backbone):
-        source = str(distilled_dir(backbone))
-    else:
-        source = str(Path(backbone).expanduser()) if _looks_like_path(backbone) else backbone
+    source = str(_source(backbone)[0])
     return _tokenizer(source, lambda: AutoTokenizer.from_pretrained(source))
 
 
@@ -200,19 +211,8 @@ def load_encoder(backbone: str = "embedded", num_layers: int = 0, pooling: str |
         raise ModelError(f"num_layers={num_layers!r}: use 0 (all layers) or a positive layer count")
     if pooling is not None and pooling not in POOLINGS:
         raise ConfigError(f"pooling={pooling!r}: use one of {POOLINGS} or None (backbone default)")
-    if backbone == "embedded":
-        folder = embedded_model_dir()
-        name = EMBEDDED_NAME
-    elif DISTILLED_NAME.match(backbone):
-        folder = distilled_dir(backbone)
-        if not folder.is_dir():
-            k = DISTILLED_NAME.match(backbone).group(1)
-            raise ModelError(f"backbone {backbone!r}: no distilled student at {folder}; build it with "
-                             f"`python -m lib.distill --layers {k}` (about 20-40 min on 2 CPU cores)")
-        name = backbone
-    else:
-        folder = Path(backbone).expanduser()
-        name = backbone
+    source, name = _source(backbone)
+    folder = Path(source)
     if folder.is_dir() and backbone != "embedded":
         folder = model_folder(folder)  # a trained run's folder stands for its model/
         if is_stored(folder):  # a compact run folder or a same_as pointer (lib.model_store)

@@ -48,7 +48,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lib import strategies as registry
-from lib.backbones import load_tokenizer  # noqa: F401  (notebook 06: eff.load_tokenizer)
 from lib.clustering import language_clustering
 from lib.encoding_cost import e2e_latencies, encoding_costs, time_end_to_end
 from lib.errors import ConfigError

@@ -7,7 +7,8 @@ changed, the rest rebuilt from the named base) and ``pointer``
 (``same_as.json``: stands for a sibling folder). This module knows the file
 names, the hashes that tie a compact folder to its base, how to recognise
 and resolve each kind, and the sentence-transformers files written beside
-the weights; it imports nothing of the project above :mod:`lib.errors`, so
+the weights; it imports nothing of the project but :mod:`lib.errors` and
+:mod:`lib.integrity` (file hashes), so
 :mod:`lib.backbones` (loading) and :mod:`lib.model_store` (saving, export,
 cards) can both build on it.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from lib.errors import ModelError
+from lib.integrity import sha256_of
 
 COMPACT_WEIGHTS = "trained.safetensors"
 BASE_REF = "base_model.json"
@@ -64,14 +66,6 @@ def vocab_sha256(tokenizer) -> str:
     except TypeError:
         pass
     return digest
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_sentence_transformers_files(folder: str | os.PathLike, encoder) -> None:

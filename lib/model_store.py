@@ -50,7 +50,8 @@ import torch
 from lib.backbones import load_encoder
 from lib.encoder import ENCODER_CONFIG
 from lib.errors import ModelError
-from lib.model_files import (BASE_REF, CARD, COMPACT_WEIGHTS, FORMAT, SAME_AS, _dump, file_sha256, kind,
+from lib.integrity import sha256_of
+from lib.model_files import (BASE_REF, CARD, COMPACT_WEIGHTS, FORMAT, SAME_AS, _dump, kind,
                              resolve, tensor_sha256, vocab_sha256, write_sentence_transformers_files)
 from lib.paths import atomic_write
 
@@ -117,7 +118,7 @@ def save_compact(encoder, folder: str | os.PathLike, base: dict, *, name: str | 
         tmp.mkdir()
         save_file(trained, str(tmp / COMPACT_WEIGHTS), metadata={"format": "pt", "hbt": FORMAT})
         encoder.model.config.save_pretrained(tmp)
-        ref = {**base, "weights": COMPACT_WEIGHTS, "weights_sha256": file_sha256(tmp / COMPACT_WEIGHTS),
+        ref = {**base, "weights": COMPACT_WEIGHTS, "weights_sha256": sha256_of(tmp / COMPACT_WEIGHTS),
                "stored_dtype": str(STORE_DTYPE).removeprefix("torch."),
                "n_trained_tensors": len(trained), "n_trained_values": int(sum(v.numel() for v in trained.values()))}
         _dump(ref, tmp / BASE_REF)
