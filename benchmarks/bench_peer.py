@@ -51,7 +51,7 @@ from lib.contrastive import DualEmbed, adamw, computed_lengths, info_nce, prepar
 from lib.data import load_lareqa  # noqa: E402
 from lib.embedded_model import embedded_model_dir  # noqa: E402
 from lib.encoder import bf16_supported  # noqa: E402
-from lib.timing import hardware_bf16  # noqa: E402
+from lib.timing import gemm_peak, hardware_bf16, model_gemm_shapes  # noqa: E402
 from lib.machine import cpu_model  # noqa: E402
 from lib.training import TrainConfig  # noqa: E402
 
@@ -64,33 +64,6 @@ except ImportError as exc:  # optional: only this benchmark needs it
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.set_verbosity_error()  # the peer's load report of the unused pooler is not a finding
-
-
-# ----------------------------------------------------------------- GEMM peak
-
-
-def gemm_peak(dtype: torch.dtype, shapes, seconds: float = 1.0) -> dict:
-    """Best TFLOP/s of ``a @ b`` per (m, k, n) shape, each timed for about ``seconds``."""
-    out = {}
-    for m, k, n in shapes:
-        a = torch.randn(m, k).to(dtype)
-        b = torch.randn(k, n).to(dtype)
-        for _ in range(3):
-            a @ b
-        best, t_end = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            for _ in range(5):
-                a @ b
-            dt = (time.perf_counter() - t0) / 5
-            best = max(best, 2 * m * k * n / dt / 1e12)
-        out[(m, k, n)] = best
-    return out
-
-
-def model_shapes(config, tokens: int = 2048) -> list[tuple[int, int, int]]:
-    h, i = config.hidden_size, config.intermediate_size
-    return [(tokens, h, h), (tokens, h, 3 * h), (tokens, h, i), (tokens, i, h)]
 
 
 # ----------------------------------------------------------------- FLOP counts
@@ -239,7 +212,7 @@ def main(argv=None) -> None:
           f"{args.n} texts; 'project-torch' is the torch forward where the default is OpenVINO)")
 
     # -- GEMM peak
-    shapes = model_shapes(cfg_m)
+    shapes = model_gemm_shapes(cfg_m)
     peaks = {}
     for name, dtype in [("fp32", torch.float32)] + ([("bf16", torch.bfloat16)] if hw_bf16 else []):
         per_shape = gemm_peak(dtype, shapes)

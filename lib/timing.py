@@ -1,6 +1,7 @@
 """Measuring speed and memory the same way everywhere: thread counts, precision,
-peak memory, spreads, and the timed encoding pass that notebooks 06 and 07 and
-``benchmarks/bench_encode.py`` share."""
+peak memory, spreads, the timed encoding pass that notebooks 06 and 07 and
+``benchmarks/bench_encode.py`` share, and the matrix-multiply peak of this CPU
+at a model's shapes (the physical ceiling the benchmarks compare against)."""
 from __future__ import annotations
 
 import contextlib
@@ -130,3 +131,32 @@ def encode_pass(encoder, texts: Sequence[str], role: str, *, batch_size: int = 3
 def warm_up(encoder, texts: Sequence[str], role: str, *, batch_size: int = 32, max_length: int = 256) -> None:
     """One untimed pass over ``texts``, so that the timed passes find their kernels prepared."""
     encoder.encode(list(texts), role, batch_size=batch_size, max_length=max_length, progress=False)
+
+
+def model_gemm_shapes(config, tokens: int = 2048) -> list[tuple[int, int, int]]:
+    """The (m, k, n) matrix multiplies of a BERT layer over ``tokens`` tokens: attention projections
+    (q, k, v, output) and the two feed-forward multiplies."""
+    h, i = config.hidden_size, config.intermediate_size
+    return [(tokens, h, h), (tokens, h, 3 * h), (tokens, h, i), (tokens, i, h)]
+
+
+def gemm_peak(dtype, shapes, seconds: float = 1.0) -> dict[tuple[int, int, int], float]:
+    """Best TFLOP/s of ``a @ b`` in ``dtype`` per (m, k, n) shape, each timed for about ``seconds``
+    with torch's current thread count."""
+    import torch
+
+    out = {}
+    for m, k, n in shapes:
+        a = torch.randn(m, k).to(dtype)
+        b = torch.randn(k, n).to(dtype)
+        for _ in range(3):
+            a @ b
+        best, t_end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            for _ in range(5):
+                a @ b
+            dt = (time.perf_counter() - t0) / 5
+            best = max(best, 2 * m * k * n / dt / 1e12)
+        out[(m, k, n)] = best
+    return out

@@ -49,3 +49,12 @@ def test_peak_rss_sees_an_allocation():
 
 def test_spread_percentiles():
     assert timing.spread(range(101), "x", scale=2.0) == {"x_p5": 10.0, "x_p50": 100.0, "x_p95": 190.0}
+
+
+def test_model_gemm_shapes_and_peak_on_a_tiny_config():
+    from types import SimpleNamespace
+
+    shapes = timing.model_gemm_shapes(SimpleNamespace(hidden_size=8, intermediate_size=32), tokens=16)
+    assert shapes == [(16, 8, 8), (16, 8, 24), (16, 8, 32), (16, 32, 8)]
+    peaks = timing.gemm_peak(torch.float32, shapes[:2], seconds=0.01)
+    assert set(peaks) == set(shapes[:2]) and all(v > 0 for v in peaks.values())
