@@ -434,6 +434,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "claim-verdicts": claim_verdicts,
     "run-minutes-01-05": run_minutes,
     "bias-summary": bias_block,
+    "efficiency-findings": efficiency_findings,
 }
 # Written by the functions above and registered in BLOCKS once the README carries their markers
 # (the default run that produces their files is in progress; see the README's Results section).
@@ -445,7 +446,6 @@ PENDING: dict[str, Callable[[Path], str]] = {
     "alpha-axis": alpha_axis_block,
     "checkpoint-choice": checkpoint_choice,
     "budget-axis": budget_axis_block,
-    "efficiency-findings": efficiency_findings,
     "students-table": students_table,
     "scaling-table": scaling_table,
     "scaling-answer": scaling_answer,
