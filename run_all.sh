@@ -20,7 +20,8 @@ Usage: ./run_all.sh [PROFILE | test | setup | --help] [runner options]
   ./run_all.sh --help       this text
 
 Runner options (after the profile): --only NN [NN ...] runs just those notebooks,
---dry-run validates the profile and prints the plan, --quiet hides cell output,
+--dry-run validates the profile and prints the plan with what of it is done,
+--quiet hides cell output,
 --allow-missing runs a notebook even when an earlier notebook's results are
 missing, --debug shows tracebacks of expected faults (also HBT_DEBUG=1).
 A relative PATH.yaml is taken from the current directory. One run per

@@ -321,6 +321,37 @@ def _checkpoint_step(folder: Path) -> tuple[int | None, int | None]:
         return None, steps
 
 
+def progress(profile_name: str, runs: list[NotebookRun]) -> dict[str, str]:
+    """What is already done of each planned run, for ``--dry-run``: a training run is trained, resumable
+    from its checkpoint, or to train; any other notebook run shows when it last finished
+    (``run_times.csv``), or that it has not run."""
+    times = results_dir(profile_name) / "run_times.csv"
+    last: dict[str, tuple[str, str]] = {}
+    if times.is_file():
+        with times.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                last[row.get("run", "")] = (row.get("finished_utc", ""), row.get("seconds", ""))
+    out = {}
+    for run in runs:
+        if run.notebook.stem.startswith("03"):
+            try:
+                folder = train_dir(profile_name, run)
+            except Exception:  # a value the dry run reports anyway
+                continue
+            if _finished(folder):
+                out[run.name] = "trained"
+            else:
+                step, steps = _checkpoint_step(folder)
+                out[run.name] = (f"checkpoint at step {step}" + (f" of {steps}" if steps else "") + ": resumes there"
+                                 if step is not None else "to train")
+        elif run.name in last:
+            when, seconds = last[run.name]
+            out[run.name] = f"last finished {when} ({seconds} s)"
+        else:
+            out[run.name] = "not run yet"
+    return out
+
+
 def interrupted_message(profile_name: str, state: dict) -> str:
     """One line: where the run stopped and how to resume."""
     run: NotebookRun | None = state.get("run")
@@ -349,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("profile", help="profile name in configs/ (smoke, default, paper) or a YAML path "
                                         "(relative to the current directory)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only notebooks whose name starts so")
-    parser.add_argument("--dry-run", action="store_true", help="validate the profile, print the planned runs, exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the profile, print the planned runs and what of each is done, exit")
     parser.add_argument("--prepare", metavar="DIR", help="write parameterised notebooks to DIR (for nbval)")
     parser.add_argument("--quiet", action="store_true", help="do not stream cell output")
     parser.add_argument("--allow-missing", action="store_true",
@@ -371,8 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         all_runs = plan_runs(profile)
         runs = _select(all_runs, args.only)
         if args.dry_run:
+            done = progress(profile.name, runs)
             for run in runs:
-                print(f"{run.name}: {run.parameters}")
+                print(f"{run.name}: {run.parameters}" + (f"  [{done[run.name]}]" if run.name in done else ""))
+            training = [done.get(r.name) for r in runs if r.notebook.stem.startswith("03")]
+            if training:
+                print(f"notebook 03: {training.count('trained')} of {len(training)} training runs trained "
+                      f"in {results_dir(profile.name) / 'models'}")
             for problem in missing_inputs(profile.name, all_runs, runs, command):
                 print(f"note: {problem}")
             print(f"profile {profile.path}: {len(runs)} notebook run(s), every value valid")

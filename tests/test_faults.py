@@ -303,6 +303,34 @@ def test_notebook_06_needs_every_trained_seed(tmp_path, results, capsys):
     assert "1 are not in" in err and "mono_s1_L2" in err
 
 
+def test_dry_run_shows_what_is_done(tmp_path, results, capsys):
+    """A long profile is completed over several invocations: the dry run says which runs are trained,
+    which resume from a checkpoint, and when every other notebook last finished."""
+    import torch
+
+    text = ("common: {max_items: 5, num_layers: 2}\nnotebooks:\n  03_training:\n"
+            "    sweep: {strategy: [mono], seed: [0, 1, 2]}\n")
+    path = _profile(tmp_path, text, name="progress")
+    done = results / "progress" / "models" / "mono_s0_L2"
+    (done / "model").mkdir(parents=True)
+    (done / "train_config.json").write_text("{}")
+    ckpt = results / "progress" / "models" / "mono_s1_L2" / "checkpoint"
+    ckpt.mkdir(parents=True)
+    torch.save({"step": 40}, ckpt / "state.pt")
+    (ckpt / "train_config.json").write_text('{"steps": 120}')
+    (results / "progress" / "run_times.csv").write_text(
+        "finished_utc,notebook,run,seconds,cpu_count,cpu_model,precision\n"
+        "2026-12-02T09:46:23+00:00,01_data_preparation,01_data_preparation,39.0,2,AMD EPYC,bf16\n")
+    assert runner.main([str(path), "--dry-run"]) == 0
+    out = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert out["01_data_preparation"].endswith("[last finished 2026-12-02T09:46:23+00:00 (39.0 s)]")
+    assert out["03_training__strategy-mono_seed-0"].endswith("[trained]")
+    assert out["03_training__strategy-mono_seed-1"].endswith("[checkpoint at step 40 of 120: resumes there]")
+    assert out["03_training__strategy-mono_seed-2"].endswith("[to train]")
+    assert out["04_evaluation"].endswith("[not run yet]")
+    assert "1 of 3 training runs trained" in out["notebook 03"]
+
+
 def test_allow_missing_runs_anyway(tmp_path, results, monkeypatch):
     ran = []
     monkeypatch.setattr(runner, "execute", lambda name, runs, **kw: ran.extend(r.name for r in runs) or 0)
