@@ -290,13 +290,19 @@ def test_notebook_without_its_inputs_names_the_notebook_to_run_first(tmp_path, r
     assert "note: notebook 05_language_bias reads notebook 04's evaluation" in capsys.readouterr().out
 
 
-def test_notebook_06_needs_every_trained_seed(tmp_path, results, capsys):
+def _mono_seeds_with_seed_0_trained(tmp_path, results, name: str, seeds: str) -> Path:
+    """A profile training mono at 2 layers for ``seeds`` (e.g. "0, 1"), whose seed-0 run folder is finished."""
     text = ("common: {max_items: 5, num_layers: 2}\nnotebooks:\n  03_training:\n"
-            "    sweep: {strategy: [mono], seed: [0, 1]}\n")
-    path = _profile(tmp_path, text, name="seeds")
-    done = results / "seeds" / "models" / "mono_s0_L2"
+            f"    sweep: {{strategy: [mono], seed: [{seeds}]}}\n")
+    path = _profile(tmp_path, text, name=name)
+    done = results / name / "models" / "mono_s0_L2"
     (done / "model").mkdir(parents=True)
     (done / "train_config.json").write_text("{}")
+    return path
+
+
+def test_notebook_06_needs_every_trained_seed(tmp_path, results, capsys):
+    path = _mono_seeds_with_seed_0_trained(tmp_path, results, "seeds", "0, 1")
     assert runner.main([str(path), "--only", "06"]) == runner.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "notebook 06_inference_efficiency needs the trained models of notebook 03" in err
@@ -308,12 +314,7 @@ def test_dry_run_shows_what_is_done(tmp_path, results, capsys):
     which resume from a checkpoint, and when every other notebook last finished."""
     import torch
 
-    text = ("common: {max_items: 5, num_layers: 2}\nnotebooks:\n  03_training:\n"
-            "    sweep: {strategy: [mono], seed: [0, 1, 2]}\n")
-    path = _profile(tmp_path, text, name="progress")
-    done = results / "progress" / "models" / "mono_s0_L2"
-    (done / "model").mkdir(parents=True)
-    (done / "train_config.json").write_text("{}")
+    path = _mono_seeds_with_seed_0_trained(tmp_path, results, "progress", "0, 1, 2")
     ckpt = results / "progress" / "models" / "mono_s1_L2" / "checkpoint"
     ckpt.mkdir(parents=True)
     torch.save({"step": 40}, ckpt / "state.pt")
