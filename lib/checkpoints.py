@@ -41,10 +41,11 @@ from lib import paper, training_data
 from lib.metrics import average_precision
 from lib.sampling import validation_batches
 from lib.data import load_lareqa
-from lib.evaluation import (data_fingerprint, evaluate_model, load_metrics, metrics_path, per_query_path,
-                            read_manifest, up_to_date, upsert_metrics)
+from lib.evaluation import (data_fingerprint, evaluate_model, has_evaluation_files, load_metrics, load_per_query,
+                            metrics_path, per_query_path, ranks_path, read_manifest, up_to_date, upsert_metrics)
+from lib.results import record
 from lib.models import describe_model, last_is_kept
-from lib.paths import results_dir
+from lib.paths import atomic_write, results_dir
 
 LAST_DIR = "checkpoint_last"
 RETRIEVAL_DIR = "checkpoint_retrieval"
@@ -103,15 +104,20 @@ def evaluate_last(profile: str, runs: Sequence[Path], datasets: Sequence[str], m
 def copy_evaluation(source: str, target: str, model: str, datasets: Sequence[str], metrics: pd.DataFrame,
                     hint: str) -> None:
     """Put ``model``'s evaluation on ``datasets`` from results namespace ``source`` into ``target``: its
-    per-query files and its rows of ``metrics`` (``source``'s metrics). FileNotFoundError with ``hint``
-    when a per-query file is missing."""
+    per-query and rank files, its manifest entries and its rows of ``metrics`` (``source``'s metrics).
+    FileNotFoundError with ``hint`` when the evaluation is missing."""
+    entries = read_manifest(source)["entries"]
     for dataset in datasets:
-        path = per_query_path(source, model, dataset)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {hint}")
-        out = per_query_path(target, model, dataset)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, out)
+        if not has_evaluation_files(source, model, dataset):
+            raise FileNotFoundError(f"{per_query_path(source, model, dataset)} is missing: {hint}")
+        load_per_query(source, model, dataset)  # rebuilt from the rank file when only that is here
+        for path_of in (per_query_path, ranks_path):
+            path, out = path_of(source, model, dataset), path_of(target, model, dataset)
+            if path.is_file():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, out)
+        if f"{model}__{dataset}" in entries:
+            record(target, f"{model}__{dataset}", entries[f"{model}__{dataset}"])
     rows = metrics[(metrics["model"] == model) & metrics["dataset"].isin(datasets)] if len(metrics) else metrics
     if len(rows):
         upsert_metrics(target, rows)
@@ -187,13 +193,27 @@ def pool_map(queries: np.ndarray, passages: np.ndarray, relevant: Sequence[Seque
     return float(np.mean(aps)) if aps else math.nan
 
 
+VALIDATION_FILE = "validation_map.json"  # per run: each checkpoint's pooled validation mAP, by fingerprint
+
+
 def validation_map(run: Path, checkpoint: str, pool: ValidationPool, cfg: dict) -> float:
-    """Pooled validation mAP of one checkpoint (``"model"`` = kept, ``"last"``) of a run."""
-    encoder = describe_model(str(run), run.name, 0, checkpoint="last" if checkpoint == "last" else "model").load()
+    """Pooled validation mAP of one checkpoint (``"model"`` = kept, ``"last"``) of a run. Kept in the run's
+    ``validation_map.json`` under the checkpoint's fingerprint (it travels with the run's record, so a run
+    whose weights are elsewhere keeps its value); recomputed when the weights or the pool changed."""
+    spec = describe_model(str(run), run.name, 0, checkpoint="last" if checkpoint == "last" else "model")
+    path = Path(run) / VALIDATION_FILE
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    key = f"{spec.fingerprint}:{len(pool.queries)}:{len(pool.passages)}"
+    if key in cached:
+        return float(cached[key])
+    encoder = spec.load()
     q = encoder.encode(pool.queries, "query", max_length=int(cfg.get("max_query_length", 64)), progress=False)
     p = encoder.encode(pool.passages, "passage", max_length=int(cfg.get("max_passage_length", 96)),
                        progress=False)
-    return pool_map(q, p, pool.relevant)
+    value = pool_map(q, p, pool.relevant)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps({**cached, key: value}, indent=1, sort_keys=True) + "\n")
+    return value
 
 
 RULE_COLUMNS = ["model", "flat", "val_map_kept", "val_map_last", "chosen"]

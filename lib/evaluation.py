@@ -29,6 +29,13 @@ Outputs (``results/<profile>/``):
   relevant_ranks, relevant_langs`` (ranks sorted, languages aligned), the
   top-k metrics, ``rank_distance`` and ``top10_same_lang`` (multi only:
   how many of the top 10 pooled candidates share the question's language).
+- ``ranks/<model>__<dataset>.npz``: the evidence the per-query file is
+  computed from, small enough for git (every relevant candidate's rank in
+  the pool and in its own language block, and the top-10 same-language
+  counts, in :func:`layout` order; about 0.25 MB per model on XQuAD-R).
+  The per-query file is a cache: :func:`load_per_query` rebuilds it from
+  the rank file and the data when it is missing (a new machine, or a
+  results folder from git), so a model's results outlive its weights.
 - ``evaluations.json``: the model and data fingerprints of each evaluated
   (model, dataset), so :func:`evaluate_all` skips what is up to date.
 
@@ -148,22 +155,41 @@ def protocol_langs(dataset: str, lay: Layout) -> list[str]:
 # Scoring
 
 
-def per_query_frame(lay: Layout, pool_ranks: list[np.ndarray], own_ranks: list[np.ndarray],
-                    top_ids: np.ndarray | None) -> pd.DataFrame:
+def _codes(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's language block and each question's (-1: the question's language has no candidates)."""
+    doc_code = np.searchsorted(lay.bounds, np.arange(len(lay.docs)), side="right") - 1
+    index = {lang: i for i, lang in enumerate(lay.langs)}
+    return doc_code, lay.queries["lang"].map(index).fillna(-1).astype(int).to_numpy()
+
+
+def top_same_lang(lay: Layout, top_ids: np.ndarray | None) -> np.ndarray | None:
+    """Per question, how many of its top pooled candidates (``top_ids``) share its language."""
+    if top_ids is None:
+        return None
+    doc_code, q_code = _codes(lay)
+    return (doc_code[top_ids] == q_code[:, None]).sum(1)
+
+
+def per_query_frame(lay: Layout, pool_ranks: list[np.ndarray] | np.ndarray, own_ranks: list[np.ndarray] | np.ndarray,
+                    top_ids: np.ndarray | None = None, *, top_same: np.ndarray | None = None) -> pd.DataFrame:
     """One row per question and setting cell with its sorted relevant ranks and metrics.
 
     Works on flat arrays: every (question, relevant candidate) pair is one
     entry; a multi row groups a question's entries, a mono / cross row the
-    entries of one candidate language.
+    entries of one candidate language. The ranks come per question (lists
+    aligned with ``lay.relevant``) or flat (concatenated, as a rank file
+    keeps them); the top-10 language counts as ``top_ids`` or ready made
+    (``top_same``, :func:`top_same_lang`).
     """
     langs = np.asarray(lay.langs, dtype=object)
-    doc_code = np.searchsorted(lay.bounds, np.arange(len(lay.docs)), side="right") - 1
+    doc_code, q_code = _codes(lay)
     lengths = np.fromiter((len(r) for r in lay.relevant), dtype=np.int64, count=len(lay.relevant))
     query = np.repeat(np.arange(len(lengths)), lengths)
     code = doc_code[np.concatenate(lay.relevant)]
-    pool, own = np.concatenate(pool_ranks), np.concatenate(own_ranks)
-    index = {lang: i for i, lang in enumerate(lay.langs)}
-    q_code = lay.queries["lang"].map(index).fillna(-1).astype(int).to_numpy()  # -1: no candidates in it
+    pool, own = (np.asarray(r, dtype=np.int64) if isinstance(r, np.ndarray) else np.concatenate(r)
+                 for r in (pool_ranks, own_ranks))
+    if top_same is None:
+        top_same = top_same_lang(lay, top_ids)
 
     # multi: all of a question's entries, by pool rank
     o = np.lexsort((pool, query))
@@ -193,8 +219,8 @@ def per_query_frame(lay: Layout, pool_ranks: list[np.ndarray], own_ranks: list[n
             part[name] = values
         part["rank_distance"] = M.rank_distances_flat(g["ranks"], g["lengths"]) if is_multi else np.nan
         part["top10_same_lang"] = np.nan
-        if is_multi and top_ids is not None:
-            part["top10_same_lang"] = (doc_code[top_ids] == q_code[:, None]).sum(1).astype(float)
+        if is_multi and top_same is not None:
+            part["top10_same_lang"] = np.asarray(top_same).astype(float)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
@@ -236,6 +262,56 @@ def metrics_path(profile: str) -> Path:
 
 def per_query_path(profile: str, model: str, dataset: str) -> Path:
     return results_dir(profile) / "per_query" / f"{safe_name(model)}__{dataset}.parquet"
+
+
+def ranks_path(profile: str, model: str, dataset: str) -> Path:
+    return results_dir(profile) / "ranks" / f"{safe_name(model)}__{dataset}.npz"
+
+
+def _rank_dtype(values: np.ndarray):
+    return np.uint16 if values.size == 0 or int(values.max()) < 2 ** 16 else np.uint32
+
+
+def write_ranks(path: Path, lay: Layout, pool_ranks, own_ranks, top_same: np.ndarray | None,
+                data_fp: str, model_fp: str) -> None:
+    """The rank file of one evaluation (see the module docstring), written atomically."""
+    pool, own = np.concatenate(pool_ranks), np.concatenate(own_ranks)
+    arrays = {"pool": pool.astype(_rank_dtype(pool)), "own": own.astype(_rank_dtype(own)),
+              "n_queries": np.int64(len(lay.queries)), "data_fingerprint": np.str_(data_fp),
+              "model_fingerprint": np.str_(model_fp)}
+    if top_same is not None:
+        arrays["top_same"] = np.asarray(top_same, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def rebuild_per_query(profile: str, model: str, dataset: str) -> Path:
+    """Recompute ``per_query/<model>__<dataset>.parquet`` from its rank file and the data the manifest
+    records (same max_items); DataError when the data changed since (its fingerprint differs)."""
+    source = ranks_path(profile, model, dataset)
+    entry = read_manifest(profile)["entries"].get(f"{model}__{dataset}", {})
+    with np.load(source) as f:
+        ranks = {k: f[k] for k in f.files}
+    data = load_lareqa(dataset, max_items=int(entry.get("max_items", 0)))
+    data_fp = data_fingerprint(data)
+    if str(ranks["data_fingerprint"]) != data_fp:
+        raise DataError(f"{source} was computed on other {dataset} data than the data folder holds now (data "
+                        f"fingerprint {str(ranks['data_fingerprint'])[:12]}, now {data_fp[:12]}): evaluate "
+                        f"{model!r} again (notebooks/04_evaluation.ipynb)")
+    lay = layout(data)
+    frame = per_query_frame(lay, ranks["pool"], ranks["own"], top_same=ranks.get("top_same"))
+    path = per_query_path(profile, model, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
+
+
+def has_evaluation_files(profile: str, model: str, dataset: str) -> bool:
+    """Whether the per-query file exists or can be rebuilt from a rank file."""
+    return per_query_path(profile, model, dataset).is_file() or ranks_path(profile, model, dataset).is_file()
 
 
 def check_max_items(profile: str, max_items: int, datasets: Sequence[str] = DATASETS) -> pd.DataFrame:
@@ -300,8 +376,10 @@ def load_per_query(profile: str, model: str, dataset: str) -> pd.DataFrame:
     """``per_query/<model>__<dataset>.parquet`` (read once per file version, returned as a copy)."""
     path = per_query_path(profile, model, dataset)
     if not path.is_file():
-        raise ConfigError(f"{path} does not exist: evaluate model {model!r} on {dataset} first "
-                          "(lib.evaluation.evaluate_model / notebooks/04_evaluation.ipynb)")
+        if not ranks_path(profile, model, dataset).is_file():
+            raise ConfigError(f"{path} does not exist: evaluate model {model!r} on {dataset} first "
+                              "(lib.evaluation.evaluate_model / notebooks/04_evaluation.ipynb)")
+        rebuild_per_query(profile, model, dataset)
     st = path.stat()
     return _read_parquet(str(path), st.st_mtime_ns, st.st_size).copy()
 
@@ -348,7 +426,8 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
     encode_seconds = time.perf_counter() - t_encode
     pool_ranks, own_ranks, top_ids = block_ranks(q_emb, d_emb, lay.relevant, lay.bounds, top_k=10,
                                                  threads=threads)
-    per_query = per_query_frame(lay, pool_ranks, own_ranks, top_ids)
+    top_same = top_same_lang(lay, top_ids)
+    per_query = per_query_frame(lay, pool_ranks, own_ranks, top_same=top_same)
     layers = spec.layers
     if "enc" in loaded:
         layers = float(loaded["enc"].model.config.num_hidden_layers)
@@ -356,13 +435,16 @@ def evaluate_model(model, model_name: str | None = None, dataset: str = "xquad_r
         model=spec.name, strategy=spec.strategy, alpha=spec.alpha, seed=spec.seed, layers=layers,
         dataset=dataset, profile=profile)[METRIC_COLUMNS]
     if write:
+        data_fp = data_fingerprint(data)
+        write_ranks(ranks_path(profile, spec.name, dataset), lay, pool_ranks, own_ranks, top_same, data_fp,
+                    spec.fingerprint)
         path = per_query_path(profile, spec.name, dataset)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as tmp:
             per_query.to_parquet(tmp, index=False)
         upsert_metrics(profile, rows)
         record(profile, f"{spec.name}__{dataset}", {
-            "model_fingerprint": spec.fingerprint, "data_fingerprint": data_fingerprint(data),
+            "model_fingerprint": spec.fingerprint, "data_fingerprint": data_fp,
             "eval_version": EVAL_VERSION, "max_items": int(max_items), "max_length": int(max_length),
             "n_queries": int(len(lay.queries)), "n_candidates": int(len(lay.docs)),
             # where the time went and on what machine (encoding is near 0 s when the embeddings were cached)
@@ -390,10 +472,11 @@ def evaluation_times(profile: str, models: Sequence[str] | None = None) -> pd.Da
 
 def up_to_date(profile: str, spec: ModelSpec, dataset: str, data_fp: str, manifest: dict) -> bool:
     """Whether ``evaluations.json``'s entries (``manifest``) record this model and data fingerprint at this
-    evaluation version, and the per-query file exists: then the evaluation need not run again."""
+    evaluation version, and the per-query file exists (or its rank file, from which it is rebuilt): then the
+    evaluation need not run again."""
     entry = manifest.get(f"{spec.name}__{dataset}", {})
     return (entry.get("model_fingerprint") == spec.fingerprint and entry.get("data_fingerprint") == data_fp
-            and entry.get("eval_version") == EVAL_VERSION and per_query_path(profile, spec.name, dataset).is_file())
+            and entry.get("eval_version") == EVAL_VERSION and has_evaluation_files(profile, spec.name, dataset))
 
 
 def _as_list(value, name: str) -> list[str]:

@@ -12,13 +12,24 @@ One owner for every model fact the experiments share:
   equal to the depth is written as 0 (:func:`num_layers_arg`), so a
   full-depth model has one name and one cache entry;
 - discovery: finished runs under ``results/<profile>/models/``
-  (:func:`trained_models`), those trained from one backbone at one depth
+  (:func:`trained_models`; a run counts as finished with its weights or,
+  without them, with its ``record.json``, see below), those trained from
+  one backbone at one depth
   (:func:`trained_from`), the default selection (the seed-0 run of each
   strategy, hybrid at the alpha closest to the paper's; :func:`default_runs`);
 - identity: :func:`describe_model` turns an Encoder, a run folder, a saved
   encoder folder or a backbone name into a :class:`ModelSpec` (name,
   strategy, alpha, seed, layers, fingerprint, loader), the columns every
   results file carries.
+
+A run's weights (``model/``, ``last/``, about 40 MB each) stay on the machine
+that trained it; its small files travel in git: ``train_config.json``,
+``train_log.csv`` and ``record.json`` (:func:`write_record`:
+the fingerprints and depth of both checkpoints). With the record, a run
+whose weights are not here is still a finished run with the same identity,
+so its carried results (``lib.evaluation``'s rank files) are up to date and
+nothing is retrained or re-evaluated; only what needs the weights
+themselves (encoding new texts, notebook 06) says so and names the fix.
 """
 from __future__ import annotations
 
@@ -104,6 +115,7 @@ def config_layers(folder: Path) -> float:
 
 CHECKPOINTS = ("model", "last")  # a run's kept checkpoint (lowest validation loss) and its last step
 LAST_SUFFIX = "__last"
+RECORD = "record.json"  # a run's identity without its weights (write_record)
 
 
 def checkpoint_model_name(run: str, checkpoint: str = "model") -> str:
@@ -117,7 +129,69 @@ def checkpoint_model_name(run: str, checkpoint: str = "model") -> str:
 def last_is_kept(run_dir: Path) -> bool:
     """Whether a run's ``last/`` is a pointer to ``model/`` (the lowest validation loss came at the end)."""
     pointer = Path(run_dir) / "last" / "same_as.json"
-    return pointer.is_file() and json.loads(pointer.read_text()).get("same_as") == "model"
+    if pointer.is_file():
+        return json.loads(pointer.read_text()).get("same_as") == "model"
+    if not has_weights(run_dir) and (Path(run_dir) / RECORD).is_file():
+        return bool(read_record(run_dir)["last"]["same_as_kept"])
+    return False
+
+
+def has_weights(run_dir: Path) -> bool:
+    """Whether a run folder holds its kept checkpoint's weights (``model/``) on this machine."""
+    return (Path(run_dir) / "model").is_dir()
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A finished run: ``train_config.json`` plus its weights, or its ``record.json`` when the weights stayed
+    on the machine that trained it."""
+    run_dir = Path(run_dir)
+    return (run_dir / "train_config.json").is_file() and (has_weights(run_dir) or (run_dir / RECORD).is_file())
+
+
+def _fingerprint(run_dir: Path, cfg: dict, checkpoint: str) -> str:
+    return _sha(folder_fingerprint(run_dir / checkpoint), json.dumps(cfg, sort_keys=True),
+                *(["last"] if checkpoint == "last" else []))
+
+
+def write_record(run_dir: Path) -> Path:
+    """Write ``record.json`` for a finished run whose weights are here: each checkpoint's fingerprint (as
+    :func:`describe_model` computes it), the depth, and whether the last step is the kept one."""
+    run_dir = Path(run_dir)
+    if not has_weights(run_dir):
+        raise ModelError(f"write_record: {run_dir} has no model/ folder (weights); a record is written where the "
+                         "run was trained")
+    cfg = json.loads((run_dir / "train_config.json").read_text())
+    same = last_is_kept(run_dir)
+    last = None if same or not (run_dir / "last").is_dir() else _fingerprint(run_dir, cfg, "last")
+    values = {"kept": {"fingerprint": _fingerprint(run_dir, cfg, "model"),
+                       "layers": config_layers(run_dir / "model")},
+              "last": {"fingerprint": last, "same_as_kept": bool(same)}}
+    path = run_dir / RECORD
+    path.write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_record(run_dir: Path) -> dict:
+    """``record.json`` of a run (ModelError naming the file when it is missing or malformed)."""
+    path = Path(run_dir) / RECORD
+    try:
+        values = json.loads(path.read_text())
+        values["kept"]["fingerprint"], values["last"]["same_as_kept"]  # noqa: B018 (shape check)
+    except FileNotFoundError:
+        raise ModelError(f"{path.parent} has train_config.json but neither model/ (weights) nor {RECORD}: the "
+                         "run did not finish; rerun its training") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path} is not a run record ({exc}); delete it and rerun the training") from None
+    return values
+
+
+def _weights_elsewhere(run_dir: Path, checkpoint: str):
+    def load():
+        raise ModelError(f"the weights of {run_dir.name} ({checkpoint}/) are not on this machine: its results "
+                         f"came with the results folder ({RECORD}, rank files) but the model was trained "
+                         f"elsewhere. Retrain it to encode new texts: move {run_dir} aside and run notebook 03 "
+                         "for it again (./run_all.sh PROFILE --only 03)")
+    return load
 
 
 def describe_model(model, model_name: str | None = None, num_layers: int = 0,
@@ -139,9 +213,7 @@ def describe_model(model, model_name: str | None = None, num_layers: int = 0,
         raise ConfigError(f"evaluate_model: model={model!r} must be an Encoder, a model folder or a backbone name")
     path = Path(model).expanduser()
     if (path / "train_config.json").is_file():
-        if not (path / "model").is_dir():
-            raise ModelError(f"{path} has train_config.json but no model/ folder: the run did not finish; "
-                             "rerun its training")
+        record = None if has_weights(path) else read_record(path)  # ModelError: an unfinished run
         cfg = json.loads((path / "train_config.json").read_text())
         strategy = str(cfg.get("strategy", "")).strip()
         if strategy not in strategies.trained_names():
@@ -151,11 +223,15 @@ def describe_model(model, model_name: str | None = None, num_layers: int = 0,
         checkpoint_model_name(path.name, checkpoint)  # ConfigError for an unknown checkpoint
         if checkpoint == "last" and last_is_kept(path):
             checkpoint = "model"
+        if record is not None:
+            part = record["kept" if checkpoint == "model" else "last"]
+            return ModelSpec(safe_name(model_name or checkpoint_model_name(path.name, checkpoint)), strategy, alpha,
+                             float(cfg.get("seed", math.nan)), float(record["kept"].get("layers", math.nan)),
+                             part["fingerprint"], _weights_elsewhere(path, checkpoint))
         sub = path / checkpoint
         if not sub.is_dir():
             raise ModelError(f"{path} has no {checkpoint}/ folder: the run did not finish; rerun its training")
-        fp = _sha(folder_fingerprint(sub), json.dumps(cfg, sort_keys=True), *(["last"] if checkpoint == "last"
-                                                                              else []))
+        fp = _fingerprint(path, cfg, checkpoint)
         return ModelSpec(safe_name(model_name or checkpoint_model_name(path.name, checkpoint)), strategy, alpha,
                          float(cfg.get("seed", math.nan)), config_layers(path / "model"), fp,
                          lambda: load_encoder(str(sub)))
@@ -194,11 +270,12 @@ def embedded_fingerprint() -> str:
 
 
 def trained_models(profile: str) -> list[Path]:
-    """Finished run folders under ``results/<profile>/models/`` (``train_config.json`` + ``model/``)."""
+    """Finished run folders under ``results/<profile>/models/`` (:func:`is_finished`: with their weights, or
+    with their record where the weights stayed on another machine)."""
     root = results_dir(profile) / "models"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / "train_config.json").is_file() and (p / "model").is_dir())
+    return sorted(p for p in root.iterdir() if is_finished(p))
 
 
 def trained_from(run: Path, backbone: str, num_layers: int) -> bool:

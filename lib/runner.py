@@ -103,8 +103,11 @@ def train_dir(profile_name: str, run: NotebookRun) -> Path:
     return results_dir(profile_name) / "models" / run_name(config_from(_values(run)))
 
 
-def _finished(folder: Path) -> bool:
-    return (folder / "train_config.json").is_file() and (folder / "model").is_dir()
+def _finished(folder: Path, weights: bool = False) -> bool:
+    """A finished training run (``lib.models.is_finished``); with ``weights``, one whose weights are here."""
+    from lib.models import has_weights, is_finished  # lazy: torch, see the note at the imports
+
+    return is_finished(folder) and (has_weights(folder) or not weights)
 
 
 def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: list[NotebookRun],
@@ -125,6 +128,17 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
                 if wanted:
                     missing = [out / "models" / m for m in wanted
                                if m != "zero-shot" and not _finished(out / "models" / m)]
+                measured = [out / "models" / m for m in wanted if m != "zero-shot"] if wanted else list(folders)
+                elsewhere = [f for f in measured if _finished(f) and not _finished(f, weights=True)]
+                if elsewhere and not missing:
+                    names = ", ".join(f.name for f in elsewhere[:6]) + (f" and {len(elsewhere) - 6} more"
+                                                                         if len(elsewhere) > 6 else "")
+                    problems.append(
+                        f"notebook {stem} encodes with every model it measures, and the weights of {len(elsewhere)} "
+                        f"finished run(s) are not on this machine ({names}): their results came with the results "
+                        f"folder, their weights stayed where they were trained. Retrain them (move their folders "
+                        f"in {out / 'models'} aside, then {command} --only 03), or name the runs to measure in "
+                        f"notebook 06's `models` parameter")
             if missing:
                 names = ", ".join(f.name for f in missing[:6]) + (f" and {len(missing) - 6} more"
                                                                    if len(missing) > 6 else "")
@@ -339,7 +353,8 @@ def progress(profile_name: str, runs: list[NotebookRun]) -> dict[str, str]:
             except Exception:  # a value the dry run reports anyway
                 continue
             if _finished(folder):
-                out[run.name] = "trained"
+                out[run.name] = "trained" if _finished(folder, weights=True) else \
+                    "trained elsewhere (record and results here, weights not)"
             else:
                 step, steps = _checkpoint_step(folder)
                 out[run.name] = (f"checkpoint at step {step}" + (f" of {steps}" if steps else "") + ": resumes there"

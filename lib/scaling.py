@@ -50,7 +50,7 @@ from lib.embedded_model import embedded_model_dir
 from lib.errors import ConfigError, ModelError
 from lib.evaluation import (data_fingerprint, evaluate_model, load_metrics, read_manifest, up_to_date,
                             upsert_metrics)
-from lib.models import arm_name, describe_model, num_layers_arg, safe_name, zero_shot_name
+from lib.models import arm_name, describe_model, is_finished, num_layers_arg, safe_name, zero_shot_name
 from lib.paths import atomic_write, results_dir
 from lib.results import upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
@@ -204,8 +204,8 @@ class SizedModel:
         return arm_name(self.name)
 
     def load(self):
-        if self.trained:
-            return load_encoder(str(self.run_dir / "model"))
+        if self.trained:  # a ModelError naming the fix when the run's weights stayed on another machine
+            return describe_model(str(self.run_dir), self.name).load()
         return load_encoder(self.backbone, num_layers=self.num_layers)
 
 
@@ -291,10 +291,6 @@ def plan_frame(models: Sequence[SizedModel]) -> pd.DataFrame:
 # Training
 
 
-def _finished(run_dir: Path) -> bool:
-    return (run_dir / "train_config.json").is_file() and (run_dir / "model").is_dir()
-
-
 def train_models(models: Sequence[SizedModel], progress: bool = True, **train_args) -> pd.DataFrame:
     """Train every planned model that has no finished run yet; reuse the others.
 
@@ -310,7 +306,7 @@ def train_models(models: Sequence[SizedModel], progress: bool = True, **train_ar
             continue
         cfg = config_from({**train_args, "backbone": m.backbone, "num_layers": m.num_layers, "strategy": m.strategy,
                            "alpha": m.alpha if m.alpha is not None else 0.5, "seed": m.seed or 0})
-        reused = _finished(m.run_dir)
+        reused = is_finished(m.run_dir)
         if reused:
             saved = json.loads((m.run_dir / "train_config.json").read_text())
             differ = {k: (saved.get(k), v) for k, v in cfg.to_dict().items()

@@ -176,7 +176,7 @@ def _folder_state(cfg: TrainConfig, out_dir: Path) -> str:
             diff = {k: (theirs[k], mine[k]) for k in mine if theirs[k] != mine[k]}
             raise ConfigError(f"{out_dir} holds a run with another config (saved, requested): {diff}. "
                               "Remove that folder or use another profile / output folder")
-    if (out_dir / "train_config.json").is_file() and (out_dir / "model").is_dir():
+    if models.is_finished(out_dir):  # with its weights, or its record where they stayed on another machine
         return "finished"
     if (out_dir / "checkpoint" / "state.pt").is_file():
         return "resume"
@@ -284,7 +284,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, pairs: pd.DataFrame | No
         raise ConfigError(f"checkpoint_every={checkpoint_every!r}: use a non-negative integer (0 = never)")
     state = _folder_state(cfg, out_dir)
     if state == "finished":
-        print(f"reusing the finished run in {out_dir} (same config); remove the folder to retrain")
+        where = "" if models.has_weights(out_dir) else " (its record and results; the weights stayed where it was trained)"
+        print(f"reusing the finished run in {out_dir}{where} (same config); remove the folder to retrain")
         return out_dir
     rank, world, owned = _dist_setup()
     result = _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, state, rank, world)
@@ -389,6 +390,21 @@ def _train(cfg, out_dir, pairs, encoder, progress, checkpoint_every, callback, s
     return out_dir
 
 
+def run_batches(out_dir: str | os.PathLike) -> pd.DataFrame:
+    """A finished run's ``batches.csv``; where it is missing (it stays out of git: the run's record, config and
+    log travel with the results) it is drawn again from the saved config, as the run drew it (the sampler is
+    seeded), and written."""
+    out_dir = Path(out_dir)
+    path = out_dir / "batches.csv"
+    if not path.is_file():
+        cfg = config_from(_saved_config(out_dir / "train_config.json"))
+        pairs = training_data.load_training_pairs(max_items=cfg.max_items).reset_index(drop=True)
+        sampler = BatchSampler(pairs, cfg.strategy, cfg.batch_size, cfg.alpha, cfg.seed, cfg.dataset_choice,
+                               small_pools="skip" if cfg.max_items else "error")
+        _write_csv(batches_frame(pairs, sampler.batches(cfg.steps)), path)
+    return pd.read_csv(path, dtype={"item_id": str})
+
+
 class _ModelSaver:
     """Writes model/ and last/: compact when the encoder came from ``cfg.backbone``, else in full."""
 
@@ -432,4 +448,5 @@ def _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, has_v
              "precision": " + ".join(dict.fromkeys(m["precision"] for m in run["machines"])),
              "machines": run["machines"], "step_implementation": step_impl}
     _write_json({**cfg.to_dict(), **facts}, out_dir / "train_config.json")
+    models.write_record(out_dir)  # the run's identity without its weights (travels with the results, lib.models)
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)

@@ -332,6 +332,23 @@ def test_dry_run_shows_what_is_done(tmp_path, results, capsys):
     assert "1 of 3 training runs trained" in out["notebook 03"]
 
 
+def test_runs_trained_on_another_machine_count_as_trained_but_notebook_06_needs_weights(tmp_path, results, capsys):
+    """A later session on a new machine has the runs' records and results from git, not their weights: 04
+    and 05 go on, 03 trains nothing, and notebook 06 (which encodes) names the runs and the fix."""
+    path = _mono_seeds_with_seed_0_trained(tmp_path, results, "carried", "0, 1")
+    elsewhere = results / "carried" / "models" / "mono_s1_L2"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "train_config.json").write_text("{}")
+    (elsewhere / "record.json").write_text('{"kept": {"fingerprint": "f"}, "last": {"same_as_kept": true}}')
+    assert runner.main([str(path), "--dry-run"]) == 0
+    out = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert out["03_training__strategy-mono_seed-0"].endswith("[trained]")
+    assert out["03_training__strategy-mono_seed-1"].endswith("[trained elsewhere (record and results here, weights not)]")
+    assert runner.main([str(path), "--only", "06"]) == runner.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "the weights of 1 finished run(s) are not on this machine (mono_s1_L2)" in err and "--only 03" in err
+
+
 def test_allow_missing_runs_anyway(tmp_path, results, monkeypatch):
     ran = []
     monkeypatch.setattr(runner, "execute", lambda name, runs, **kw: ran.extend(r.name for r in runs) or 0)

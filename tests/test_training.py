@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from lib import machine
+from lib import machine, training_data
 from lib.backbones import load_encoder
 from lib.contrastive import info_nce
 from lib.errors import ConfigError
 from lib.sampling import BatchSampler, batches_frame
-from lib.training import LOG_COLUMNS, TrainConfig, run_name, train
+from lib.training import LOG_COLUMNS, TrainConfig, run_batches, run_name, train
 from test_sampling import make_pairs
 from tiny_model import build_tiny_encoder
 
@@ -184,6 +185,33 @@ def test_finished_run_is_reused_and_other_config_refused(tmp_path, pairs, capsys
     with pytest.raises(ConfigError, match=r"another config .*'seed': \(0, 1\).*Remove that folder"):
         train(tiny_cfg(steps=2, eval_every=0, strategy="mono", seed=1), tmp_path / "run", pairs=pairs,
               encoder=build_tiny_encoder(0), progress=False)
+
+
+def test_a_finished_run_keeps_its_record_and_is_reused_without_its_weights(tmp_path, pairs, capsys, monkeypatch):
+    """The record written at the end names both checkpoints as describe_model does; a run folder that came
+    with the results (record, logs; weights left on the machine that trained it) is not trained again."""
+    from lib import models
+
+    cfg = tiny_cfg(steps=2, eval_every=1, strategy="mono")
+    out = train(cfg, tmp_path / "run", pairs=pairs, encoder=build_tiny_encoder(0), progress=False)
+    record = models.read_record(out)
+    assert record["kept"]["fingerprint"] == models.describe_model(str(out)).fingerprint
+    assert record["kept"]["layers"] == 2
+    if record["last"]["same_as_kept"]:
+        assert record["last"]["fingerprint"] is None
+    else:
+        assert record["last"]["fingerprint"] == models.describe_model(str(out), checkpoint="last").fingerprint
+    drawn = pd.read_csv(out / "batches.csv", dtype={"item_id": str})
+    for folder in ("model", "last"):
+        shutil.rmtree(out / folder)
+    (out / "batches.csv").unlink()  # not carried either: drawn again from the config, the same batches
+    monkeypatch.setattr(training_data, "load_training_pairs", lambda max_items=0: pairs)
+    pd.testing.assert_frame_equal(run_batches(out), drawn)
+    capsys.readouterr()
+    calls = []
+    train(cfg, out, pairs=pairs, encoder=build_tiny_encoder(0), progress=False,
+          callback=lambda s, r: calls.append(s))
+    assert calls == [] and "weights stayed where it was trained" in capsys.readouterr().out
 
 
 def test_train_without_validation_split(tmp_path, pairs):
