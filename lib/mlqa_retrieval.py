@@ -31,7 +31,10 @@ shared by the subsets. Rows in ``metrics.csv``: one per subset and metric
 (``setting = "subset"``), plus macro means over subsets (``setting`` =
 ``"same"``: the 7 X == Y subsets, ``"cross"``: the 42 others, ``"all"``:
 the 49; ``query_lang`` and ``doc_lang`` empty, ``n_queries`` summed).
-Per-query values go to ``per_query/<model>__mlqa_retrieval.parquet``.
+Per-query values go to ``per_query/<model>__mlqa_retrieval.parquet``, which
+(unlike the LAReQA per-query caches, rebuilt from rank files) is itself kept
+in git with the default and budget results, so notebook 07's statistics
+outlive the weights (see ``lib.models``).
 
 The ``mteb`` package runs the same task through :mod:`lib.mteb_eval`.
 """
