@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,8 +36,8 @@ from lib.data import load_lareqa
 from lib.errors import ConfigError
 from lib.evaluation import Layout, check_dataset, layout
 from lib.metrics import average_precision, rank_distance
-from lib.models import (ZERO_SHOT, ModelSpec, default_runs, describe_model, trained_from, trained_models,
-                        zero_shot_name)
+from lib.models import (ZERO_SHOT, ModelSpec, default_runs, describe_model, has_weights, trained_from,
+                        trained_models, zero_shot_name)
 from lib.paths import PROJ_ROOT
 from lib.retrieval import block_ranks, encode_cached, resolve_encoder, topk_search
 from lib.settings import comma_list
@@ -52,17 +53,21 @@ MARKS = {True: "\u2713", False: "\u2717", None: "\u00b7"}  # relevant, not relev
 def model_table(profile: str, backbone: str = "embedded", num_layers: int = 0) -> pd.DataFrame:
     """The untuned backbone and every finished run of ``profile`` trained from ``backbone`` at this depth.
 
-    Columns ``model, strategy, alpha, seed, path, default``; ``default`` marks
-    the zero-shot model and the seed-0 run of each strategy (hybrid: alpha
-    closest to 0.5), the selection :func:`select_models` makes when given none.
+    Columns ``model, strategy, alpha, seed, path, weights, default``;
+    ``weights`` says whether the model can encode here (a run trained on
+    another machine has its results but not its weights, see ``lib.models``);
+    ``default`` marks the zero-shot model and the seed-0 run of each strategy
+    (hybrid: alpha closest to 0.5) among those with weights, the selection
+    :func:`select_models` makes when given none.
     """
     zero = zero_shot_name(backbone, num_layers)
     runs = [(describe_model(str(run)), str(run)) for run in trained_models(profile)
             if trained_from(run, backbone, num_layers)]
-    rows = [(zero, ZERO_SHOT, math.nan, math.nan, backbone)]
-    rows += [(spec.name, spec.strategy, spec.alpha, spec.seed, path) for spec, path in runs]
-    frame = pd.DataFrame(rows, columns=["model", "strategy", "alpha", "seed", "path"])
-    frame["default"] = frame["model"].isin({zero} | {spec.name for spec in default_runs(s for s, _ in runs)})
+    rows = [(zero, ZERO_SHOT, math.nan, math.nan, backbone, True)]
+    rows += [(spec.name, spec.strategy, spec.alpha, spec.seed, path, has_weights(Path(path))) for spec, path in runs]
+    frame = pd.DataFrame(rows, columns=["model", "strategy", "alpha", "seed", "path", "weights"])
+    here = default_runs(s for s, path in runs if has_weights(Path(path)))
+    frame["default"] = frame["model"].isin({zero} | {spec.name for spec in here})
     order = frame["strategy"].map(strategies.order_key)
     return frame.assign(_o=order).sort_values(["_o", "model"]).drop(columns="_o").reset_index(drop=True)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import types
 
 import numpy as np
@@ -13,7 +14,7 @@ from lib import evaluation as E
 from lib import explore as X
 from lib import explore_widget
 from lib import models
-from lib.errors import ConfigError
+from lib.errors import ConfigError, ModelError
 from test_evaluation import tiny_set as evaluation_tiny_set
 from tiny_model import build_tiny_encoder
 
@@ -53,6 +54,20 @@ def test_model_table_finds_the_runs_of_this_backbone_and_depth(profile):
     assert [s.strategy for s in specs] == ["zero-shot", "hybrid"]
     with pytest.raises(ConfigError, match="parameter models: \\['cross_s9'\\] not found"):
         X.select_models("unit", profile.base, models="cross_s9")
+
+
+def test_runs_whose_weights_are_elsewhere_are_listed_but_not_chosen_by_default(profile):
+    """A run trained on another machine (record and results here, weights not) cannot encode a typed
+    question: the table says so, the default selection passes it over, naming it fails clearly."""
+    folder = next(p for p in models.trained_models("unit") if p.name == "hybrid_a0.5_s0")
+    models.write_record(folder)
+    shutil.rmtree(folder / "model")
+    table = X.model_table("unit", profile.base).set_index("model")
+    assert not table.loc["hybrid_a0.5_s0", "weights"] and table.loc["mono_s0", "weights"]
+    assert table.index[table["default"]].tolist()[-1] == "hybrid_a0.2_s0"  # the seed-0 hybrid that is here
+    spec, = X.select_models("unit", profile.base, models="hybrid_a0.5_s0")
+    with pytest.raises(ModelError, match="not on this machine"):
+        spec.load()
 
 
 def test_explorer_reuses_the_evaluation_cache_without_loading_models(profile):
