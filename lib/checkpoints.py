@@ -123,6 +123,27 @@ def copy_evaluation(source: str, target: str, model: str, datasets: Sequence[str
         upsert_metrics(target, rows)
 
 
+def evaluate_run(profile: str, run: Path, datasets: Sequence[str], max_items: int = 0,
+                 progress: bool | None = None) -> pd.DataFrame:
+    """Everything notebook 04 needs from one finished run's weights, right after its training: the kept
+    checkpoint on ``datasets`` (as :func:`lib.evaluation.evaluate_all`), the last step (:func:`evaluate_last`)
+    and, where the validation loss is flat, the pooled validation mAP of both (:func:`retrieval_rule`).
+    What is up to date is skipped. Returns the run's macro mAP per dataset, setting and checkpoint rule."""
+    from lib.evaluation import evaluate_all  # the evaluation entry point, same skip rule as notebook 04
+
+    run = Path(run)
+    kept = evaluate_all(profile, datasets=datasets, max_items=max_items, models=[run.name], zero_shot=False,
+                        progress=progress)
+    last = evaluate_last(profile, [run], datasets, max_items=max_items, progress=progress)
+    retrieval_rule([run])
+    parts = []
+    for rule, frame in (("kept", kept), ("last", last)):
+        mine = frame[(frame["model"] == run.name) & frame["dataset"].isin(list(datasets))
+                     & (frame["metric"] == "map")]
+        parts.append(mine.groupby(["dataset", "setting"])["value"].mean().rename(rule))
+    return pd.concat(parts, axis=1).reset_index()
+
+
 def compare_rules(verdicts: pd.DataFrame, comparisons: pd.DataFrame, verdicts_last: pd.DataFrame,
                   comparisons_last: pd.DataFrame, other: str = "last") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(claims, comparisons) under the kept rule and the ``other`` one side by side (columns suffixed

@@ -337,6 +337,11 @@ def _value_problem(key: str, value: Any, values: dict[str, Any], stem: str) -> s
         bad = [d for d in items if d not in allowed]
         if bad or not items:
             return f"'datasets' is {value!r}; give a comma-separated list of {', '.join(allowed)}"
+    if key == "evaluate_on" and isinstance(value, str):
+        bad = [d for d in comma_list(value) if d not in _LAREQA_DATASETS]
+        if bad:
+            return (f"'evaluate_on' is {value!r}; give a comma-separated list of {', '.join(_LAREQA_DATASETS)}, "
+                    "or '' to leave the evaluation to notebook 04")
     if key == "backbone" and isinstance(value, str):
         if not value.strip():
             return "'backbone' is empty; use 'embedded', a model folder or a hub id"

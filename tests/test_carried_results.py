@@ -13,7 +13,7 @@ from conftest import redirect_results
 from lib import checkpoints as CK
 from lib import evaluation as E
 from lib import models
-from lib.errors import DataError, ModelError
+from lib.errors import ConfigError, DataError, ModelError
 from test_checkpoints import make_run
 from test_evaluation import tiny_set
 
@@ -95,3 +95,28 @@ def test_the_validation_signal_is_kept_with_the_run(results, monkeypatch):
     for folder in ("model", "last"):
         shutil.rmtree(run / folder)
     pd.testing.assert_frame_equal(CK.retrieval_rule([run]), first)
+
+
+def test_a_run_evaluated_right_after_training_leaves_nothing_to_notebook_04(results, data, monkeypatch):
+    run = make_run(results / "p", "mono_s0", (0, 1), val_losses=(2.0, 1.0, 1.01))  # flat, last differs
+    pool = CK.ValidationPool(queries=["a1 a2"], passages=["a1 a2 .", "b1 b2 ."], relevant=[[0]])
+    monkeypatch.setattr(CK, "validation_pool", lambda *a: pool)
+    table = CK.evaluate_run("p", run, ["xquad_r"])
+    assert set(table["setting"]) == {"mono", "cross", "multi"} and table[["kept", "last"]].notna().all().all()
+    assert (run / CK.VALIDATION_FILE).is_file()
+    called = []
+    monkeypatch.setattr(E, "evaluate_model", lambda *a, **k: called.append(a))
+    monkeypatch.setattr(CK, "evaluate_model", lambda *a, **k: called.append(a))
+    E.evaluate_all("p", datasets=["xquad_r"], zero_shot=False)
+    CK.evaluate_last("p", [run], ["xquad_r"])
+    assert called == []
+
+
+def test_evaluate_on_names_lareqa_datasets():
+    from lib import config
+
+    run = next(r for r in config.plan_runs(config.load_profile("default")) if r.notebook.stem.startswith("03"))
+    run.parameters["evaluate_on"] = "xquad_r,mlqa_retrieval"
+    declared = config.notebook_parameters(run.notebook)
+    with pytest.raises(ConfigError, match=r"'evaluate_on' is 'xquad_r,mlqa_retrieval'; give a comma-separated list"):
+        config.validate_values(run, declared, "here")
