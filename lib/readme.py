@@ -365,6 +365,48 @@ def students_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def _seed_ranges(seeds: list[int]) -> str:
+    """``[0, 1, 2, 4]`` -> ``0-2, 4``."""
+    parts, seeds = [], sorted(seeds)
+    for s in seeds:
+        if parts and s == parts[-1][1] + 1:
+            parts[-1][1] = s
+        else:
+            parts.append([s, s])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
+
+
+def run_status(folder: Path) -> str:
+    """How far the profile's training sweep is: which arms and seeds are trained and evaluated (their
+    record and their evaluation on notebook 04's datasets are in the results folder), which are still to
+    train (from the profile's plan, ``configs/<profile>.yaml``)."""
+    from lib.config import load_profile, plan_runs
+    from lib.models import is_finished
+    from lib.results import read_manifest
+    from lib.runner import _values, train_dir
+
+    profile = folder.name
+    plan = [r for r in plan_runs(load_profile(profile)) if r.notebook.stem.startswith("03")]
+    entries = read_manifest(profile)["entries"]
+    done: dict[str, list[int]] = {}
+    todo: dict[str, list[int]] = {}
+    for run in plan:
+        values = _values(run)
+        out = train_dir(profile, run)
+        arm = paper_tables.arm_label(values["strategy"], 1.0 if values["strategy"] == "mono" else
+                                     0.0 if values["strategy"] == "cross" else float(values["alpha"]))
+        evaluated = all(f"{out.name}__{ds}" in entries for ds in DATASETS)
+        (done if is_finished(out) and evaluated else todo).setdefault(arm, []).append(int(values["seed"]))
+    if not done:
+        raise DataError(f"no training run of profile {profile!r} is trained and evaluated in {folder}")
+
+    def listing(groups):
+        return "; ".join(f"{arm} seeds {_seed_ranges(seeds)}" for arm, seeds in groups.items())
+    n_done = sum(len(v) for v in done.values())
+    text = f"- Notebook 03: {n_done} of {len(plan)} training runs trained and evaluated ({listing(done)})"
+    return text + (f"; to train: {listing(todo)}." if todo else "; the sweep is complete.")
+
+
 def run_minutes(folder: Path) -> str:
     times = _read(folder, "run_times.csv")
     first = times[times["notebook"].str[:2].isin(["01", "02", "03", "04", "05"])].drop_duplicates("run", keep="first")
@@ -439,6 +481,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 # Written by the functions above and registered in BLOCKS once the README carries their markers
 # (the default run that produces their files is in progress; see the README's Results section).
 PENDING: dict[str, Callable[[Path], str]] = {
+    "run-status": run_status,
     "run-times": run_times_block,
     "seed-values": seed_values,
     "training-times": training_times,
