@@ -45,7 +45,7 @@ from lib import strategies
 from lib.backbones import load_encoder
 from lib.embedded_model import embedded_model_dir
 from lib.errors import ConfigError, ModelError, StudyError
-from lib.paths import results_dir
+from lib.paths import atomic_write, results_dir
 from lib.retrieval import _sha, encoder_fingerprint, folder_fingerprint
 
 ZERO_SHOT = strategies.ZERO_SHOT
@@ -167,7 +167,8 @@ def write_record(run_dir: Path) -> Path:
                        "layers": config_layers(run_dir / "model")},
               "last": {"fingerprint": last, "same_as_kept": bool(same)}}
     path = run_dir / RECORD
-    path.write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
     return path
 
 
