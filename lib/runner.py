@@ -110,6 +110,43 @@ def _finished(folder: Path, weights: bool = False) -> bool:
     return is_finished(folder) and (has_weights(folder) or not weights)
 
 
+def _measured_elsewhere(profile_name: str, all_runs: list[NotebookRun], run06: NotebookRun) -> tuple[list[Path], bool]:
+    """The runs notebook 06 would measure that are finished but whose weights are not on this machine, and
+    whether ``efficiency.csv`` already holds a measurement of every model it names (made where they were)."""
+    out = results_dir(profile_name)
+    wanted = comma_list(_values(run06).get("models", ""))
+    if wanted:
+        folders = [out / "models" / m for m in wanted if m != "zero-shot"]
+    else:
+        folders = [train_dir(profile_name, r) for r in all_runs if r.notebook.stem.startswith("03")]
+    elsewhere = [f for f in folders if _finished(f) and not _finished(f, weights=True)]
+    path = out / "efficiency.csv"
+    if not elsewhere or not path.is_file():
+        return elsewhere, False
+    with path.open(newline="") as fh:
+        have = {row.get("model", "") for row in csv.DictReader(fh)}
+    return elsewhere, all(f.name in have for f in folders) and (not wanted or "zero-shot" not in wanted
+                                                                or "zero-shot" in have)
+
+
+def measured_already(profile_name: str, all_runs: list[NotebookRun], runs: list[NotebookRun]) -> list[NotebookRun]:
+    """``runs`` without a notebook-06 run whose models were all measured in an earlier session (rows in
+    ``efficiency.csv``) and some of whose weights are not here: it cannot measure them again, and its
+    executed notebook and figures from that session stay as they are (printed as a note)."""
+    kept = []
+    for run in runs:
+        if run.notebook.stem.startswith("06"):
+            elsewhere, measured = _measured_elsewhere(profile_name, all_runs, run)
+            if elsewhere and measured:
+                print(f"note: {run.name} is not run again: {results_dir(profile_name) / 'efficiency.csv'} holds its "
+                      f"measurement of every model it names, and the weights of {len(elsewhere)} of them are not "
+                      "on this machine (trained in another session); its executed notebook and figures from "
+                      "that session stay. Retrain those runs to measure again", flush=True)
+                continue
+        kept.append(run)
+    return kept
+
+
 def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: list[NotebookRun],
                    command: str) -> list[str]:
     """One message per selected notebook whose inputs neither exist nor come from an earlier selected notebook."""
@@ -128,17 +165,6 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
                 if wanted:
                     missing = [out / "models" / m for m in wanted
                                if m != "zero-shot" and not _finished(out / "models" / m)]
-                measured = [out / "models" / m for m in wanted if m != "zero-shot"] if wanted else list(folders)
-                elsewhere = [f for f in measured if _finished(f) and not _finished(f, weights=True)]
-                if elsewhere and not missing:
-                    names = ", ".join(f.name for f in elsewhere[:6]) + (f" and {len(elsewhere) - 6} more"
-                                                                         if len(elsewhere) > 6 else "")
-                    problems.append(
-                        f"notebook {stem} encodes with every model it measures, and the weights of {len(elsewhere)} "
-                        f"finished run(s) are not on this machine ({names}): their results came with the results "
-                        f"folder, their weights stayed where they were trained. Retrain them (move their folders "
-                        f"in {out / 'models'} aside, then {command} --only 03), or name the runs to measure in "
-                        f"notebook 06's `models` parameter")
             if missing:
                 names = ", ".join(f.name for f in missing[:6]) + (f" and {len(missing) - 6} more"
                                                                    if len(missing) > 6 else "")
@@ -146,6 +172,18 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
                     f"notebook {stem} needs the trained models of notebook 03, and {len(missing)} are not in "
                     f"{out / 'models'} ({names}). Run notebook 03 first: {command} --only 03 "
                     f"(or --only 03 {stem[:2]}); or add --allow-missing to run {stem} on what is there")
+        if stem[:2] == "06":
+            run06 = next(r for r in selected if r.notebook.stem == stem)
+            elsewhere, measured = _measured_elsewhere(profile_name, all_runs, run06)
+            if elsewhere and not measured:
+                names = ", ".join(f.name for f in elsewhere[:6]) + (f" and {len(elsewhere) - 6} more"
+                                                                     if len(elsewhere) > 6 else "")
+                problems.append(
+                    f"notebook {stem} encodes with every model it measures, and the weights of {len(elsewhere)} "
+                    f"finished run(s) are not on this machine ({names}): their results came with the results "
+                    f"folder, their weights stayed where they were trained. Retrain them (move their folders "
+                    f"in {out / 'models'} aside, then {command} --only 03), or name the runs to measure in "
+                    f"notebook 06's `models` parameter")
         if stem[:2] == "05" and "04" not in earlier and not (out / "metrics.csv").is_file():
             problems.append(
                 f"notebook {stem} reads notebook 04's evaluation ({out / 'metrics.csv'} does not exist). Run "
@@ -436,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = missing_inputs(profile.name, all_runs, runs, command)
         if problems and not args.allow_missing:
             raise StudyError("\n       ".join(problems))
+        runs = measured_already(profile.name, all_runs, runs)
         check_data(runs)
         out = results_dir(profile.name)
         lock = run_lock.acquire()

@@ -332,7 +332,8 @@ def test_dry_run_shows_what_is_done(tmp_path, results, capsys):
     assert "1 of 3 training runs trained" in out["notebook 03"]
 
 
-def test_runs_trained_on_another_machine_count_as_trained_but_notebook_06_needs_weights(tmp_path, results, capsys):
+def test_runs_trained_on_another_machine_count_as_trained_but_notebook_06_needs_weights(tmp_path, results, capsys,
+                                                                                         monkeypatch):
     """A later session on a new machine has the runs' records and results from git, not their weights: 04
     and 05 go on, 03 trains nothing, and notebook 06 (which encodes) names the runs and the fix."""
     path = _mono_seeds_with_seed_0_trained(tmp_path, results, "carried", "0, 1")
@@ -347,6 +348,13 @@ def test_runs_trained_on_another_machine_count_as_trained_but_notebook_06_needs_
     assert runner.main([str(path), "--only", "06"]) == runner.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "the weights of 1 finished run(s) are not on this machine (mono_s1_L2)" in err and "--only 03" in err
+    # measured in the session that had the weights: not run again, said so, nothing fails
+    (results / "carried" / "efficiency.csv").write_text("model,dataset,value\nzero-shot_L2,d,1\nmono_s0_L2,d,1\n"
+                                                        "mono_s1_L2,d,1\n")
+    ran = []
+    monkeypatch.setattr(runner, "execute", lambda name, runs, **kw: ran.extend(r.name for r in runs) or 0)
+    assert runner.main([str(path), "--only", "06"]) == 0
+    assert ran == [] and "is not run again" in capsys.readouterr().out
 
 
 def test_allow_missing_runs_anyway(tmp_path, results, monkeypatch):
