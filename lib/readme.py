@@ -393,15 +393,16 @@ def run_status(folder: Path) -> str:
     for run in plan:
         values = _values(run)
         out = train_dir(profile, run)
-        arm = paper_tables.arm_label(values["strategy"], 1.0 if values["strategy"] == "mono" else
-                                     0.0 if values["strategy"] == "cross" else float(values["alpha"]))
+        arm = dict(ARMS).get(paper_tables.arm_label(values["strategy"], float(values["alpha"])),
+                             f"hybrid (alpha {float(values['alpha']):g})")
         evaluated = all(f"{out.name}__{ds}" in entries for ds in DATASETS)
         (done if is_finished(out) and evaluated else todo).setdefault(arm, []).append(int(values["seed"]))
     if not done:
         raise DataError(f"no training run of profile {profile!r} is trained and evaluated in {folder}")
 
     def listing(groups):
-        return "; ".join(f"{arm} seeds {_seed_ranges(seeds)}" for arm, seeds in groups.items())
+        return "; ".join(f"{arm} seed{'s' if len(seeds) > 1 else ''} {_seed_ranges(seeds)}"
+                         for arm, seeds in groups.items())
     n_done = sum(len(v) for v in done.values())
     text = f"- Notebook 03: {n_done} of {len(plan)} training runs trained and evaluated ({listing(done)})"
     return text + (f"; to train: {listing(todo)}." if todo else "; the sweep is complete.")
