@@ -37,7 +37,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -291,13 +291,16 @@ def plan_frame(models: Sequence[SizedModel]) -> pd.DataFrame:
 # Training
 
 
-def train_models(models: Sequence[SizedModel], progress: bool = True, **train_args) -> pd.DataFrame:
+def train_models(models: Sequence[SizedModel], progress: bool = True,
+                 after: Callable[[SizedModel], object] | None = None, **train_args) -> pd.DataFrame:
     """Train every planned model that has no finished run yet; reuse the others.
 
     ``train_args`` are notebook 03's settings (:func:`lib.notebook.training_values`):
     TrainConfig fields (steps, batch_size, lr, ...) plus ``checkpoint_every``;
-    other keys are ignored. Returns rows ``model, train_seconds, steps,
-    reused`` read from each run's ``train_config.json``.
+    other keys are ignored. ``after(model)`` runs once each trained model is
+    there (e.g. :func:`evaluate_models` on it, so its results exist before its
+    weights can be lost, as notebook 03's ``evaluate_on``). Returns rows
+    ``model, train_seconds, steps, reused`` read from each run's ``train_config.json``.
     """
     checkpoint_every = int(train_args.pop("checkpoint_every", 20))
     rows = []
@@ -316,6 +319,8 @@ def train_models(models: Sequence[SizedModel], progress: bool = True, **train_ar
                               stacklevel=2)
         else:
             train(cfg, m.run_dir, progress=progress, checkpoint_every=checkpoint_every)
+        if after is not None:
+            after(m)
         saved = json.loads((m.run_dir / "train_config.json").read_text())
         rows.append({"model": m.name, "train_seconds": float(saved.get("train_seconds", math.nan)),
                      "steps": int(saved.get("steps", 0)), "reused": reused,
@@ -448,6 +453,18 @@ def evaluate_mlqa(models: Sequence[SizedModel], profile: str, *, subsets: dict |
         tables.append(result.subsets.assign(model=m.name, encode_seconds=result.encode_seconds))
         del encoder
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def evaluate_models(models: Sequence[SizedModel], profile: str, datasets: Sequence[str], *, subsets: dict | None = None,
+                    max_items: int = 0, max_length: int = 512, progress: bool | None = None) -> None:
+    """Notebook 07's evaluations of ``models`` on ``datasets`` (mlqa_retrieval, xquad_r, mlqa_r); what is
+    up to date is skipped."""
+    if "mlqa_retrieval" in datasets:
+        evaluate_mlqa(models, profile, subsets=subsets, max_items=max_items, max_length=max_length,
+                      progress=progress)
+    for lareqa in ("xquad_r", "mlqa_r"):
+        if lareqa in datasets:
+            evaluate_lareqa(models, profile, lareqa, max_items=max_items, progress=progress)
 
 
 def evaluate_lareqa(models: Sequence[SizedModel], profile: str, dataset: str = "xquad_r", *, max_items: int = 0,

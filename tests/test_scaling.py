@@ -131,7 +131,10 @@ def test_finished_runs_are_reused_with_a_warning_when_settings_differ(tmp_path):
                                         "train_cpu": "AMD EPYC", "train_precision": "bf16"}]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        S.train_models([model], steps=6, batch_size=8, warmup_steps=2)  # same settings: no warning
+        seen = []
+        S.train_models([plan[0], model], steps=6, batch_size=8, warmup_steps=2,
+                       after=seen.append)  # same settings: no warning
+    assert seen == [model]  # each trained model handed on as soon as it is there (untuned ones are not trained)
 
 
 def test_scaling_table_joins_size_and_training_facts():
