@@ -246,13 +246,24 @@ def describe_model(model, model_name: str | None = None, num_layers: int = 0,
         raise ModelError(f"model folder {path} does not exist; pass a trained run folder "
                          "(results/<profile>/models/<run_name>/), an Encoder.save folder, 'embedded' or a hub id")
     fp = _sha("backbone", text, embedded_fingerprint() if text == "embedded" else "", num_layers)
+    # the depth without loading the weights where the config is here (the embedded backbone), so a results row
+    # written from cached embeddings says it too; a hub id's depth is known once it is loaded
+    layers = float(num_layers) if num_layers else (embedded_depth() if text == "embedded" else math.nan)
     return ModelSpec(safe_name(model_name or zero_shot_name(text, num_layers)), ZERO_SHOT, math.nan, math.nan,
-                     float(num_layers) if num_layers else math.nan, fp, lambda: load_encoder(text, num_layers))
+                     layers, fp, lambda: load_encoder(text, num_layers))
 
 
 def zero_shot_model(backbone: str = "embedded", num_layers: int = 0) -> ModelSpec:
     """The untuned backbone (cut to ``num_layers``; 0 = full depth) under its :func:`zero_shot_name`."""
     return describe_model(backbone, zero_shot_name(backbone, num_layers), num_layers)
+
+
+def embedded_depth() -> float:
+    """``num_hidden_layers`` of the converted embedded backbone (NaN when it is not converted yet)."""
+    try:
+        return config_layers(embedded_model_dir())
+    except StudyError:
+        return math.nan
 
 
 def embedded_fingerprint() -> str:

@@ -120,3 +120,9 @@ def test_evaluate_on_names_lareqa_datasets():
     declared = config.notebook_parameters(run.notebook)
     with pytest.raises(ConfigError, match=r"'evaluate_on' is 'xquad_r,mlqa_retrieval'; give a comma-separated list"):
         config.validate_values(run, declared, "here")
+
+
+def test_the_untuned_backbone_knows_its_depth_without_loading(embedded_encoder):
+    """A zero-shot evaluation written from cached embeddings (nothing loaded) still records the depth that
+    notebook 04 selects its rows by."""
+    assert models.describe_model("embedded").layers == embedded_encoder.model.config.num_hidden_layers
