@@ -42,7 +42,7 @@ from lib.metrics import average_precision
 from lib.sampling import validation_batches
 from lib.data import load_lareqa
 from lib.evaluation import (data_fingerprint, evaluate_model, has_evaluation_files, load_metrics, load_per_query,
-                            metrics_path, per_query_path, ranks_path, read_manifest, up_to_date, upsert_metrics)
+                            metrics_path, per_query_path, read_manifest, up_to_date, upsert_metrics)
 from lib.results import record
 from lib.models import describe_model, last_is_kept
 from lib.paths import atomic_write, results_dir
@@ -104,18 +104,17 @@ def evaluate_last(profile: str, runs: Sequence[Path], datasets: Sequence[str], m
 def copy_evaluation(source: str, target: str, model: str, datasets: Sequence[str], metrics: pd.DataFrame,
                     hint: str) -> None:
     """Put ``model``'s evaluation on ``datasets`` from results namespace ``source`` into ``target``: its
-    per-query and rank files, its manifest entries and its rows of ``metrics`` (``source``'s metrics).
+    per-query file, its manifest entries and its rows of ``metrics`` (``source``'s metrics). No rank file: the
+    copy is made again from ``source`` whenever it is needed, so git keeps each rank file once.
     FileNotFoundError with ``hint`` when the evaluation is missing."""
     entries = read_manifest(source)["entries"]
     for dataset in datasets:
         if not has_evaluation_files(source, model, dataset):
             raise FileNotFoundError(f"{per_query_path(source, model, dataset)} is missing: {hint}")
         load_per_query(source, model, dataset)  # rebuilt from the rank file when only that is here
-        for path_of in (per_query_path, ranks_path):
-            path, out = path_of(source, model, dataset), path_of(target, model, dataset)
-            if path.is_file():
-                out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, out)
+        out = per_query_path(target, model, dataset)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(per_query_path(source, model, dataset), out)
         if f"{model}__{dataset}" in entries:
             record(target, f"{model}__{dataset}", entries[f"{model}__{dataset}"])
     rows = metrics[(metrics["model"] == model) & metrics["dataset"].isin(datasets)] if len(metrics) else metrics

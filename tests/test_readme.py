@@ -24,9 +24,9 @@ def test_a_number_changed_by_hand_is_caught(block):
     start = text.index(f"<!-- generated: {block} ")
     end = text.index(f"<!-- end generated: {block} -->")
     body = text[start:end]
-    m = re.search(r"\d\.\d", body.split("\n", 1)[1])
+    m = re.search(r"\d", body.split("\n", 1)[1])
     assert m, f"block {block} has no number"
-    i = start + len(body.split("\n", 1)[0]) + 1 + m.start() + 2  # the digit after the point
+    i = start + len(body.split("\n", 1)[0]) + 1 + m.start()  # its first digit
     edited = text[:i] + str((int(text[i]) + 1) % 10) + text[i + 1:]
     _, changed = readme.render(edited, FOLDER)
     assert changed == [block]

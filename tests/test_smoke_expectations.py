@@ -53,7 +53,7 @@ def test_every_readme_block_renders_from_the_smoke_results():
 
     if not (FOLDER / "04_seed_values.csv").is_file():
         pytest.skip("results/smoke lacks notebook 04's files: run ./run_all.sh test (or ./run_all.sh smoke) first")
-    skip = {"budget-axis", "run-minutes-01-05", "run-times"}
+    skip = {"budget-axis", "run-times"}
     for name, make in {**readme.BLOCKS, **getattr(readme, "PENDING", {})}.items():
         if name in skip:
             continue
