@@ -461,8 +461,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{run.name}: {run.parameters}" + (f"  [{done[run.name]}]" if run.name in done else ""))
             training = [done.get(r.name) for r in runs if r.notebook.stem.startswith("03")]
             if training:
-                print(f"notebook 03: {training.count('trained')} of {len(training)} training runs trained "
-                      f"in {results_dir(profile.name) / 'models'}")
+                trained = [t for t in training if t and t.startswith("trained")]
+                elsewhere = sum(t != "trained" for t in trained)
+                print(f"notebook 03: {len(trained)} of {len(training)} training runs trained in "
+                      f"{results_dir(profile.name) / 'models'}"
+                      + (f" ({elsewhere} of them elsewhere: record and results here, weights not)" if elsewhere else ""))
             for problem in missing_inputs(profile.name, all_runs, runs, command):
                 print(f"note: {problem}")
             print(f"profile {profile.path}: {len(runs)} notebook run(s), every value valid")

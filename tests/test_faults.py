@@ -345,6 +345,7 @@ def test_runs_trained_on_another_machine_count_as_trained_but_notebook_06_needs_
     out = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
     assert out["03_training__strategy-mono_seed-0"].endswith("[trained]")
     assert out["03_training__strategy-mono_seed-1"].endswith("[trained elsewhere (record and results here, weights not)]")
+    assert "2 of 2 training runs trained" in out["notebook 03"] and "(1 of them elsewhere" in out["notebook 03"]
     assert runner.main([str(path), "--only", "06"]) == runner.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "the weights of 1 finished run(s) are not on this machine (mono_s1_L2)" in err and "--only 03" in err
