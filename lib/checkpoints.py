@@ -41,8 +41,8 @@ from lib import paper, training_data
 from lib.metrics import average_precision
 from lib.sampling import validation_batches
 from lib.data import load_lareqa
-from lib.evaluation import (data_fingerprint, evaluate_model, has_evaluation_files, load_metrics, load_per_query,
-                            metrics_path, per_query_path, read_manifest, up_to_date, upsert_metrics)
+from lib.evaluation import (data_fingerprint, evaluate_all, evaluate_model, has_evaluation_files, load_metrics,
+                            load_per_query, metrics_path, per_query_path, read_manifest, up_to_date, upsert_metrics)
 from lib.results import record
 from lib.models import describe_model, last_is_kept
 from lib.paths import atomic_write, results_dir
@@ -128,8 +128,6 @@ def evaluate_run(profile: str, run: Path, datasets: Sequence[str], max_items: in
     checkpoint on ``datasets`` (as :func:`lib.evaluation.evaluate_all`), the last step (:func:`evaluate_last`)
     and, where the validation loss is flat, the pooled validation mAP of both (:func:`retrieval_rule`).
     What is up to date is skipped. Returns the run's macro mAP per dataset, setting and checkpoint rule."""
-    from lib.evaluation import evaluate_all  # the evaluation entry point, same skip rule as notebook 04
-
     run = Path(run)
     kept = evaluate_all(profile, datasets=datasets, max_items=max_items, models=[run.name], zero_shot=False,
                         progress=progress)

@@ -110,6 +110,12 @@ def _finished(folder: Path, weights: bool = False) -> bool:
     return is_finished(folder) and (has_weights(folder) or not weights)
 
 
+def _names(folders: list[Path], shown: int = 6) -> str:
+    """The first ``shown`` folder names, and how many more."""
+    return ", ".join(f.name for f in folders[:shown]) + (f" and {len(folders) - shown} more"
+                                                         if len(folders) > shown else "")
+
+
 def _measured_elsewhere(profile_name: str, all_runs: list[NotebookRun], run06: NotebookRun) -> tuple[list[Path], bool]:
     """The runs notebook 06 would measure that are finished but whose weights are not on this machine, and
     whether ``efficiency.csv`` already holds a measurement of every model it names (made where they were)."""
@@ -166,8 +172,7 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
                     missing = [out / "models" / m for m in wanted
                                if m != "zero-shot" and not _finished(out / "models" / m)]
             if missing:
-                names = ", ".join(f.name for f in missing[:6]) + (f" and {len(missing) - 6} more"
-                                                                   if len(missing) > 6 else "")
+                names = _names(missing)
                 problems.append(
                     f"notebook {stem} needs the trained models of notebook 03, and {len(missing)} are not in "
                     f"{out / 'models'} ({names}). Run notebook 03 first: {command} --only 03 "
@@ -176,11 +181,9 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
             run06 = next(r for r in selected if r.notebook.stem == stem)
             elsewhere, measured = _measured_elsewhere(profile_name, all_runs, run06)
             if elsewhere and not measured:
-                names = ", ".join(f.name for f in elsewhere[:6]) + (f" and {len(elsewhere) - 6} more"
-                                                                     if len(elsewhere) > 6 else "")
                 problems.append(
                     f"notebook {stem} encodes with every model it measures, and the weights of {len(elsewhere)} "
-                    f"finished run(s) are not on this machine ({names}): their results came with the results "
+                    f"finished run(s) are not on this machine ({_names(elsewhere)}): their results came with the results "
                     f"folder, their weights stayed where they were trained. Retrain them (move their folders "
                     f"in {out / 'models'} aside, then {command} --only 03), or name the runs to measure in "
                     f"notebook 06's `models` parameter")
