@@ -153,6 +153,40 @@ def measured_already(profile_name: str, all_runs: list[NotebookRun], runs: list[
     return kept
 
 
+def trained_already(profile_name: str, runs: list[NotebookRun], rerun: bool = False) -> list[NotebookRun]:
+    """``runs`` without the notebook-03 runs that are done: the training is finished, the executed notebook is in
+    ``results/<profile>/notebooks`` with the same parameters, and ``run_times.csv`` records that it ran to the
+    end (so its evaluations are there too). Executing them again would only reuse the run and replace the
+    notebook that shows its training; ``rerun`` (``--rerun-finished``) keeps them all."""
+    if rerun:
+        return runs
+    out = results_dir(profile_name)
+    times = out / "run_times.csv"
+    completed = set()
+    if times.is_file():
+        with times.open(newline="") as fh:
+            completed = {row.get("run", "") for row in csv.DictReader(fh)}
+    kept, done = [], []
+    for run in runs:
+        executed = out / "notebooks" / f"{run.name}.ipynb"
+        if (run.notebook.stem.startswith("03") and run.name in completed and executed.is_file()
+                and _finished(train_dir(profile_name, run))):
+            try:
+                injected = json.loads(executed.read_text(encoding="utf-8"))["metadata"]["papermill"]["parameters"]
+            except (ValueError, KeyError, TypeError):
+                injected = None
+            if injected == json.loads(json.dumps(run.parameters)):
+                done.append(run)
+                continue
+        kept.append(run)
+    if done:
+        print(f"note: {len(done)} notebook-03 run(s) already trained and evaluated, with their executed notebooks in "
+              f"{out / 'notebooks'}: not run again ({', '.join(r.name for r in done[:3])}"
+              + (f" and {len(done) - 3} more" if len(done) > 3 else "") + "; --rerun-finished executes them again)",
+              flush=True)
+    return kept
+
+
 def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: list[NotebookRun],
                    command: str) -> list[str]:
     """One message per selected notebook whose inputs neither exist nor come from an earlier selected notebook."""
@@ -442,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="do not stream cell output")
     parser.add_argument("--allow-missing", action="store_true",
                         help="run notebooks even when an earlier notebook's results are missing (partial results)")
+    parser.add_argument("--rerun-finished", action="store_true",
+                        help="execute notebook-03 runs again whose training, evaluation and executed notebook are "
+                             "already there (by default they are left as they are)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of expected faults (or HBT_DEBUG=1)")
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("HBT_DEBUG", "") not in ("", "0")
@@ -480,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = missing_inputs(profile.name, all_runs, runs, command)
         if problems and not args.allow_missing:
             raise StudyError("\n       ".join(problems))
-        runs = measured_already(profile.name, all_runs, runs)
+        runs = trained_already(profile.name, measured_already(profile.name, all_runs, runs), args.rerun_finished)
         check_data(runs)
         out = results_dir(profile.name)
         lock = run_lock.acquire()

@@ -358,6 +358,33 @@ def test_runs_trained_on_another_machine_count_as_trained_but_notebook_06_needs_
     assert ran == [] and "is not run again" in capsys.readouterr().out
 
 
+def test_finished_training_runs_keep_their_executed_notebooks(tmp_path, results, monkeypatch, capsys):
+    """A run trained, evaluated and executed in an earlier invocation is not executed again (that would only
+    reuse it and replace the notebook showing its training), unless its parameters changed or --rerun-finished."""
+    path = _mono_seeds_with_seed_0_trained(tmp_path, results, "kept", "0, 1")
+    run0 = next(r for r in config.plan_runs(config.load_profile(str(path))) if r.name.endswith("seed-0"))
+    notebooks = results / "kept" / "notebooks"
+    notebooks.mkdir(parents=True)
+    executed = notebooks / f"{run0.name}.ipynb"
+    executed.write_text(json.dumps({"metadata": {"papermill": {"parameters": dict(run0.parameters)}}}))
+    ran = []
+    monkeypatch.setattr(runner, "execute", lambda name, runs, **kw: ran.extend(r.name for r in runs) or 0)
+    assert runner.main([str(path), "--only", "03"]) == 0  # no run_times row: it never ran to the end
+    assert ran == [run0.name, run0.name.replace("seed-0", "seed-1")]
+    (results / "kept" / "run_times.csv").write_text(f"finished_utc,notebook,run,seconds\nt,03_training,{run0.name},9\n")
+    ran.clear()
+    assert runner.main([str(path), "--only", "03"]) == 0
+    assert ran == [run0.name.replace("seed-0", "seed-1")]
+    assert "1 notebook-03 run(s) already trained and evaluated" in capsys.readouterr().out
+    ran.clear()
+    assert runner.main([str(path), "--only", "03", "--rerun-finished"]) == 0
+    assert len(ran) == 2
+    executed.write_text(json.dumps({"metadata": {"papermill": {"parameters": {**run0.parameters, "steps": 7}}}}))
+    ran.clear()
+    assert runner.main([str(path), "--only", "03"]) == 0  # other parameters: executed again
+    assert len(ran) == 2
+
+
 def test_allow_missing_runs_anyway(tmp_path, results, monkeypatch):
     ran = []
     monkeypatch.setattr(runner, "execute", lambda name, runs, **kw: ran.extend(r.name for r in runs) or 0)
