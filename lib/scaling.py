@@ -292,17 +292,21 @@ def plan_frame(models: Sequence[SizedModel]) -> pd.DataFrame:
 
 
 def train_models(models: Sequence[SizedModel], progress: bool = True,
-                 after: Callable[[SizedModel], object] | None = None, **train_args) -> pd.DataFrame:
+                 after: Callable[[SizedModel], object] | None = None, profile: str = "",
+                 **train_args) -> pd.DataFrame:
     """Train every planned model that has no finished run yet; reuse the others.
 
     ``train_args`` are notebook 03's settings (:func:`lib.notebook.training_values`):
     TrainConfig fields (steps, batch_size, lr, ...) plus ``checkpoint_every``;
-    other keys are ignored. ``after(model)`` runs once each trained model is
+    other keys are ignored. ``profile``: whose ``scaling.csv`` the table will join (checked first).
+    ``after(model)`` runs once each trained model is
     there (e.g. :func:`evaluate_models` on it, so its results exist before its
     weights can be lost, as notebook 03's ``evaluate_on``). Returns rows
     ``model, train_seconds, steps, reused`` read from each run's ``train_config.json``.
     """
     checkpoint_every = int(train_args.pop("checkpoint_every", 20))
+    if profile:
+        check_scaling_file(profile)  # its table is written at the end: a stale file fails before the training
     rows = []
     for m in models:
         if not m.trained:
@@ -404,6 +408,17 @@ def scaling_table(models: Sequence[SizedModel], sizes: pd.DataFrame, training: p
 
 def scaling_path(profile: str) -> Path:
     return results_dir(profile) / "scaling.csv"
+
+
+def check_scaling_file(profile: str) -> None:
+    """ConfigError now, before any training, when ``scaling.csv`` was written by a version with other columns
+    (:func:`write_scaling` could not merge into it at the end)."""
+    path = scaling_path(profile)
+    if path.is_file():
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        if columns != SCALING_COLUMNS:
+            raise ConfigError(f"{path}: columns {columns} differ from {SCALING_COLUMNS}; move the file away (it was "
+                              "written by another version) and rerun")
 
 
 def write_scaling(table: pd.DataFrame, profile: str) -> Path:

@@ -137,6 +137,21 @@ def test_finished_runs_are_reused_with_a_warning_when_settings_differ(tmp_path):
     assert seen == [model]  # each trained model handed on as soon as it is there (untuned ones are not trained)
 
 
+def test_a_stale_scaling_file_stops_before_any_training(tmp_path, monkeypatch):
+    """scaling.csv is written at the end of notebook 07: one from another version fails first, not after hours."""
+    monkeypatch.setattr(S, "results_dir", lambda profile: tmp_path / profile)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "scaling.csv").write_text("model,strategy,layers\nm,mono,3\n")
+    trained = []
+    monkeypatch.setattr(S, "train", lambda *a, **k: trained.append(a))
+    model = S.SizedModel("mono_s0", "mono", 2, 2, "embedded", 0.5, 0, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"scaling\.csv: columns .* move the file away"):
+        S.train_models([model], profile="p", steps=4)
+    assert trained == []
+    (tmp_path / "p" / "scaling.csv").write_text(",".join(S.SCALING_COLUMNS) + "\n")
+    S.check_scaling_file("p")  # the current columns pass
+
+
 def test_scaling_table_joins_size_and_training_facts():
     plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("mono",), depth=2)
     sizes = pd.DataFrame({"backbone": ["embedded"] * 2, "layers": [1, 2], "total_params": [10, 20],
