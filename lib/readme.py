@@ -455,6 +455,32 @@ def scaling_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def scaling_costs(folder: Path) -> str:
+    """Question 2's cost per size from ``scaling.csv``: parameters, encoding throughput of the size's untuned
+    model (fixed sample of MLQA paragraphs) and the training time of its runs (optimizer steps), each with the
+    machine and precision it was measured on."""
+    t = _read(folder, "scaling.csv")
+    lines = ["| layers | backbone | non-embedding parameters | encoding, MLQA paragraphs (texts/s) | "
+             "training per run (optimizer steps) |", "|---|---|---|---|---|"]
+    for (layers, backbone), part in t.groupby(["layers", "backbone"], sort=True):
+        zero = part[part["strategy"] == "zero-shot"].dropna(subset=["encode_texts_per_s"])
+        runs = part[part["strategy"] != "zero-shot"].dropna(subset=["train_seconds"])
+        encode = (f"{zero['encode_texts_per_s'].iloc[0]:.0f} ({zero['encode_cpu'].iloc[0]}, "
+                  f"{zero['encode_precision'].iloc[0]})" if len(zero) else "-")
+        if len(runs):
+            where = ", ".join(f"{c} ({p})" for (c, p), _ in runs.fillna({"train_cpu": "CPU not recorded",
+                                                                         "train_precision": "?"}).groupby(
+                ["train_cpu", "train_precision"]))
+            steps = "/".join(str(int(s)) for s in sorted(runs["steps"].dropna().unique()))
+            train = (f"median {runs['train_seconds'].median():.0f} s, {runs['train_seconds'].min():.0f}-"
+                     f"{runs['train_seconds'].max():.0f} s over {len(runs)} runs of {steps} steps ({where})")
+        else:
+            train = "-"
+        lines.append(f"| {int(layers)} | `{backbone}` | {part['non_embedding_params'].iloc[0] / 1e6:.1f}M | {encode} "
+                     f"| {train} |")
+    return "\n".join(lines)
+
+
 def scaling_answer(folder: Path) -> str:
     """Question 2's findings in words, computed from the notebook-07 tables (``scaling_report.verdict_lines``)."""
     out = verdict_lines(_read(folder, "07_mlqa_estimates.csv"), _read(folder, "07_mlqa_gaps.csv"),
@@ -477,14 +503,15 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "evaluation-times": evaluation_times_block,
     "alpha-axis": alpha_axis_block,
     "checkpoint-choice": checkpoint_choice,
+    "students-table": students_table,
+    "scaling-table": scaling_table,
+    "scaling-answer": scaling_answer,
+    "scaling-costs": scaling_costs,
 }
 # Written by the functions above and registered in BLOCKS once the README carries their markers
 # (the default run that produces their files is in progress; see the README's Results section).
 PENDING: dict[str, Callable[[Path], str]] = {
     "budget-axis": budget_axis_block,
-    "students-table": students_table,
-    "scaling-table": scaling_table,
-    "scaling-answer": scaling_answer,
 }
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) \(python -m lib.readme\) -->\n)(?P<body>.*?)"
                     r"(\n<!-- end generated: (?P=name) -->)", re.S)

@@ -65,6 +65,27 @@ def test_question_2_blocks_from_notebook_07_tables(tmp_path):
     assert "of 2 sizes hybrid is better at 2, equivalent at 0" in answer
 
 
+def test_scaling_costs_per_size_with_their_machine(tmp_path):
+    import pandas as pd
+
+    rows = []
+    for layers, backbone, params, speed, seconds in ((3, "distilled-L3", 5.3e6, 110.0, (50.0, 60.0)),
+                                                      (12, "embedded", 21.3e6, 33.0, (240.0, 300.0))):
+        rows.append({"model": f"zero_{layers}", "strategy": "zero-shot", "layers": layers, "backbone": backbone,
+                     "non_embedding_params": params, "encode_texts_per_s": speed, "encode_cpu": "AMD EPYC",
+                     "encode_precision": "bf16"})
+        for seed, sec in enumerate(seconds):
+            rows.append({"model": f"mono_{layers}_s{seed}", "strategy": "mono", "layers": layers, "backbone": backbone,
+                         "non_embedding_params": params, "encode_texts_per_s": speed, "train_seconds": sec,
+                         "steps": 120, "train_cpu": "AMD EPYC", "train_precision": "bf16"})
+    pd.DataFrame(rows).to_csv(tmp_path / "scaling.csv", index=False)
+    lines = readme.scaling_costs(tmp_path).splitlines()
+    assert len(lines) == 4
+    assert lines[2] == ("| 3 | `distilled-L3` | 5.3M | 110 (AMD EPYC, bf16) | median 55 s, 50-60 s over 2 runs of "
+                        "120 steps (AMD EPYC (bf16)) |")
+    assert lines[3].startswith("| 12 | `embedded` | 21.3M | 33 (AMD EPYC, bf16) | median 270 s, 240-300 s")
+
+
 def test_seed_values_show_every_seed_beside_the_mean(tmp_path):
     import pandas as pd
 
