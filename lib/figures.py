@@ -124,7 +124,8 @@ def figures_02(profile: str):
 
 def figures_03(profile: str):
     values = _notebook_values(profile, "03_training")
-    logs = training_report.load_train_logs(profile, num_layers=values.get("num_layers", 0))
+    logs = training_report.load_train_logs(profile, num_layers=values.get("num_layers", 0),
+                                           backbone=values.get("backbone", "embedded"))
     if logs.empty:
         raise Missing(f"no train_log.csv under {results_dir(profile) / 'models'} (models are not kept in git)")
     yield "03_loss_grid", lambda: training_report.figure_loss_grid(logs)

@@ -36,10 +36,11 @@ def loss_caption(logs: pd.DataFrame) -> str:
     return f"Validation and training loss are not on the same footing{where}: validation loss is {WHY_THEY_DIFFER}."
 
 
-def load_train_logs(profile: str, num_layers: int | None = None) -> pd.DataFrame:
+def load_train_logs(profile: str, num_layers: int | None = None, backbone: str | None = None) -> pd.DataFrame:
     """Every run's ``train_log.csv`` with ``run, strategy, alpha, seed, num_layers, best_step`` attached.
 
-    ``num_layers``: keep only runs of that depth (0 = full depth, notebook 03's runs).
+    ``num_layers``: keep only runs of that depth (0 = full depth, notebook 03's runs); ``backbone``: only runs
+    of that backbone (notebook 07's student runs share strategy, seed and depth 0 with notebook 03's).
     """
     parts = []
     for log_path in sorted((results_dir(profile) / "models").glob("*/train_log.csv")):
@@ -47,6 +48,8 @@ def load_train_logs(profile: str, num_layers: int | None = None) -> pd.DataFrame
         cfg_path = folder / "train_config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
         if num_layers is not None and int(cfg.get("num_layers", 0) or 0) != num_layers:
+            continue
+        if backbone is not None and cfg.get("backbone", backbone) != backbone:
             continue
         log = pd.read_csv(log_path)
         parts.append(log.assign(run=cfg.get("run_name", folder.name), strategy=cfg.get("strategy", "?"),
