@@ -26,6 +26,13 @@ from lib.paths import atomic_write, results_dir
 MANIFEST = "evaluations.json"
 
 
+def check_columns(path: Path, found, expected) -> None:
+    """ConfigError naming ``path`` when the file's columns are not the ones this version writes."""
+    if list(found) != list(expected):
+        raise ConfigError(f"{path}: columns {list(found)} differ from {list(expected)}; "
+                          "move the file away (it was written by another version) and rerun")
+
+
 def upsert_csv(path: str | os.PathLike, rows, keys: Sequence[str], *, old=None, sort_by: Sequence[str] = (),
                fill: dict | None = None, **read_kwargs):
     """Merge ``rows`` (a DataFrame) into the CSV at ``path`` and return the merged table.
@@ -53,9 +60,7 @@ def _upsert_locked(path: Path, rows, keys, old, sort_by, fill, read_kwargs):
             old = old.fillna(fill)
     merged = rows
     if old is not None and len(old):
-        if list(old.columns) != list(rows.columns):
-            raise ConfigError(f"{path}: columns {list(old.columns)} differ from {list(rows.columns)}; "
-                              "move the file away (it was written by another version) and rerun")
+        check_columns(path, old.columns, rows.columns)
         replaced = pd.MultiIndex.from_frame(old[list(keys)]).isin(pd.MultiIndex.from_frame(rows[list(keys)]))
         kept = old[~replaced]
         merged = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows.reset_index(drop=True)

@@ -52,7 +52,7 @@ from lib.evaluation import (data_fingerprint, evaluate_model, load_metrics, read
                             upsert_metrics)
 from lib.models import arm_name, describe_model, is_finished, num_layers_arg, safe_name, zero_shot_name
 from lib.paths import atomic_write, results_dir
-from lib.results import upsert_csv
+from lib.results import check_columns, upsert_csv
 from lib.timing import encode_pass, torch_threads, warm_up
 from lib.training import TrainConfig, config_from, run_name, train
 from lib.settings import comma_list, hub_offline
@@ -415,10 +415,7 @@ def check_scaling_file(profile: str) -> None:
     (:func:`write_scaling` could not merge into it at the end)."""
     path = scaling_path(profile)
     if path.is_file():
-        columns = list(pd.read_csv(path, nrows=0).columns)
-        if columns != SCALING_COLUMNS:
-            raise ConfigError(f"{path}: columns {columns} differ from {SCALING_COLUMNS}; move the file away (it was "
-                              "written by another version) and rerun")
+        check_columns(path, pd.read_csv(path, nrows=0).columns, SCALING_COLUMNS)
 
 
 def write_scaling(table: pd.DataFrame, profile: str) -> Path:
