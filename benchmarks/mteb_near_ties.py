@@ -5,7 +5,10 @@ For every subset whose nDCG@10 differs between ``lib.mlqa_retrieval`` and
 handed to mteb), prints the smallest score gap between neighbouring candidates
 within any question's top 11, and how many such gaps are below 1e-6: two
 candidates that close can be ordered differently by two correct
-implementations that sum the same dot product in another order.
+implementations that sum the same dot product in another order. It also
+prints the range of the local nDCG@10 over those orderings
+(``lib.mlqa_retrieval.tie_metric_range``, gaps <= ``--tie-tol``) and whether
+mteb's value lies in it: the test notebook 07's cross-check applies.
 
     HBT_DATA_DIR=../shared/data .venv/bin/python benchmarks/mteb_near_ties.py --backbone distilled-L3 --max-items 50
 """
@@ -25,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-items", type=int, default=50)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--out-dir", default="/tmp/mteb_near_ties")
+    parser.add_argument("--tie-tol", type=float, default=1e-6, help="largest score gap counted as a near-tie")
     args = parser.parse_args(argv)
     os.environ["HBT_BF16"] = "0"  # as the agreement check: both sides in fp32
     import numpy as np
@@ -36,10 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     encoder = load_encoder(args.backbone)
     subsets = load_mlqa_retrieval(max_items=args.max_items)
     table = mteb_eval.mteb_agreement(encoder, subsets, max_items=args.max_items, max_length=args.max_length,
-                                     out_dir=args.out_dir, reuse_embeddings=True)
-    differ = table[table["abs_diff"] > 1e-6]
+                                     out_dir=args.out_dir, reuse_embeddings=True, tie_tol=args.tie_tol)
+    differ = table[table["abs_diff"] > mteb_eval.EXACT]
+    a = table.attrs
     print(f"{args.backbone}, {args.max_items} items per subset, {machine.cpu_model()}, fp32: "
-          f"{len(table) - len(differ)} of {len(table)} subsets agree at mteb's 5 decimals")
+          f"{a['n_exact']} of {len(table)} subsets agree at mteb's 5 decimals; {a['n_within_ties']} more within "
+          f"the range near-ties (gaps <= {args.tie_tol:.0e}) allow: {'agree' if a['agree'] else 'DISAGREE'}")
     for r in differ.itertuples():
         s = subsets[(r.query_lang, r.doc_lang)]
         q = encoder.encode(s.queries["text"].tolist(), "query", max_length=args.max_length, progress=False)
@@ -48,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         gaps = np.abs(np.diff(top, axis=1))
         print(f"  {r.subset} ({r.query_lang} questions, {r.doc_lang} paragraphs): local {r.local:.5f}, mteb "
               f"{r.mteb:.5f}, |diff| {r.abs_diff:.1e}; smallest gap between neighbours in a top 11: "
-              f"{gaps.min():.1e}, gaps below 1e-6: {int((gaps < 1e-6).sum())}")
+              f"{gaps.min():.1e}, gaps below 1e-6: {int((gaps < 1e-6).sum())}; local nDCG@10 over the orderings "
+              f"of near-ties [{r.tie_low:.5f}, {r.tie_high:.5f}]: mteb {'inside' if r.within_ties else 'OUTSIDE'}")
     return 0
 
 

@@ -209,6 +209,54 @@ def trec_ranks(scores: np.ndarray, relevant: Sequence[Sequence[int]], doc_ids: S
     return ranks, tied
 
 
+def tie_rank_bounds(scores: np.ndarray, relevant: Sequence[Sequence[int]], tol: float
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Best and worst 1-based ranks of every relevant document when near-tied candidates may come in any order.
+
+    Per query, the candidates sorted by score fall into groups of neighbours
+    at most ``tol`` apart (a chain: a, b, c form one group when b - a and
+    c - b are both <= ``tol``). Two correct implementations that sum the same
+    dot product in another order can order a group differently, and nothing
+    else. Best case: every group puts its relevant documents first; worst
+    case: last. Ranks are aligned with ``relevant[i]`` as in
+    :func:`trec_ranks`.
+    """
+    scores = np.asarray(scores)
+    if len(relevant) != scores.shape[0]:
+        raise ConfigError(f"tie_rank_bounds: {len(relevant)} relevant lists for scores of shape {scores.shape}")
+    if tol < 0:
+        raise ConfigError(f"tie_rank_bounds: tol={tol} must be >= 0")
+    best, worst = [], []
+    for i, rel in enumerate(relevant):
+        rel = np.asarray(rel, dtype=np.int64)
+        desc = -np.sort(-scores[i])
+        group = np.concatenate([[0], np.cumsum(desc[:-1] - desc[1:] > tol)])  # group id per sorted position
+        start = np.searchsorted(group, np.arange(group[-1] + 1))  # first position of each group
+        size = np.diff(np.append(start, len(desc)))
+        # a relevant document's group: the group of any sorted position holding its score
+        pos = np.searchsorted(-desc, -scores[i][rel], side="left")
+        g = group[pos]
+        b, w = np.empty(len(rel), dtype=np.int64), np.empty(len(rel), dtype=np.int64)
+        for gid in np.unique(g):
+            members = np.flatnonzero(g == gid)
+            k = np.arange(1, len(members) + 1)
+            b[members] = start[gid] + k
+            w[members] = start[gid] + size[gid] - len(members) + k
+        best.append(b)
+        worst.append(w)
+    return best, worst
+
+
+def tie_metric_range(scores: np.ndarray, relevant: Sequence[Sequence[int]], tol: float,
+                     metric: str = MAIN_METRIC) -> tuple[float, float]:
+    """Lowest and highest mean ``metric`` (a rank-monotone @k metric such as nDCG@10) over the orderings of
+    near-tied candidates that :func:`tie_rank_bounds` allows."""
+    best, worst = tie_rank_bounds(scores, relevant, tol)
+    high = float(np.mean(subset_metrics(best)[metric]))
+    low = float(np.mean(subset_metrics(worst)[metric]))
+    return low, high
+
+
 def subset_metrics(ranks: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
     """Per-query nDCG@10, MRR@10, Recall@10 (ranx) and full-corpus AP from relevant ranks."""
     values = topk_metrics([np.asarray(r) for r in ranks], METRICS)

@@ -23,12 +23,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from lib.data import load_mlqa_retrieval
 from lib.errors import DataError, StudyError
 from lib.mlqa_retrieval import (MAIN_METRIC, SPLIT, check_subsets, doc_ids, evaluate_mlqa_retrieval,
-                                mteb_subset_name, parse_subset_name, views)
+                                mteb_subset_name, mteb_view, parse_subset_name, tie_metric_range, views)
 from lib.mteb_adapter import EmbeddingMemo, MtebEncoder, model_meta
 from lib.paths import CACHE_DIR, atomic_write
 from lib.settings import offline_flags
@@ -38,6 +39,11 @@ MTEB_TASKS = ("MLQARetrieval", "BelebeleRetrieval", "XPQARetrieval")
 # Same encoder and texts on both sides, so only float noise (bf16 with other batch shapes) and
 # mteb's 5-decimal rounding remain; a wrong subset construction moves values by 0.05 and more.
 COMPARE_TOLERANCE = {"max_abs_diff": 0.01, "mean_abs_diff": 0.002}
+# mteb_agreement: a subset agrees exactly when |round(local, 5) - mteb| <= EXACT (float representation only);
+# candidates whose scores are at most TIE_TOL apart count as near-tied (float32 summation order moves a
+# cosine by about 1e-7).
+EXACT = 1e-6
+TIE_TOL = 1e-6
 
 
 def _import_mteb(local: bool = False):
@@ -50,6 +56,16 @@ def _import_mteb(local: bool = False):
     import mteb
 
     return mteb
+
+
+def _mteb_version() -> str:
+    """The installed mteb's version, "?" without it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mteb")
+    except PackageNotFoundError:
+        return "?"
 
 
 @contextlib.contextmanager
@@ -164,7 +180,7 @@ def local_mlqa_task(subsets: dict | None = None, *, max_items: int = 0):
 def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, batch_size: int = 32,
                    max_length: int = 512, out_dir: str | os.PathLike | None = None,
                    progress: bool | None = False, fp32: bool = True,
-                   reuse_embeddings: bool = False) -> pd.DataFrame:
+                   reuse_embeddings: bool = False, tie_tol: float = TIE_TOL) -> pd.DataFrame:
     """nDCG@10 per subset from :func:`evaluate_mlqa_retrieval` and from ``mteb.evaluate`` on :func:`local_mlqa_task`.
 
     Offline. Rows ``query_lang, doc_lang, subset, n_queries, local, mteb,
@@ -191,6 +207,16 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
     each subset's corpus), for full-size checks on a small CPU. The task
     construction, the roles and prefixes mteb asks for, the ranking and the
     metric are still compared; the encoder's batch-independence is not.
+
+    Near-ties: two correct implementations may order candidates whose scores
+    are ``tie_tol`` apart or less differently (summation order moves a cosine
+    by about 1e-7 in float32). For every subset that differs at 5 decimals
+    (``abs_diff`` > :data:`EXACT`), ``tie_low`` / ``tie_high`` are the lowest
+    and highest local nDCG@10 over the orderings of such near-ties
+    (:func:`lib.mlqa_retrieval.tie_metric_range`, the same vectors), and
+    ``within_ties`` says whether mteb's value lies in that range (widened by
+    mteb's rounding). ``attrs``: ``n_exact`` (subsets equal at 5 decimals),
+    ``n_within_ties``, and ``agree``: every subset is one or the other.
     """
     if subsets is None:
         subsets = load_mlqa_retrieval(max_items=max_items)
@@ -208,17 +234,41 @@ def mteb_agreement(encoder, subsets: dict | None = None, *, max_items: int = 0, 
             wrapper.mteb_model_meta = meta
         theirs = run_mteb(wrapper, [task], out_dir, eval_splits=[SPLIT], batch_size=batch_size,
                           max_length=max_length, show_progress=bool(progress))
-    table = join_scores(ours.subsets, theirs, ["query_lang", "doc_lang", "subset", "n_queries"], "mteb_agreement")
-    table["abs_diff"] = (table["local"].round(5) - table["mteb"]).abs()
-    table["raw_diff"] = (table["local"] - table["mteb"]).abs()
-    import mteb
+        table = join_scores(ours.subsets, theirs, ["query_lang", "doc_lang", "subset", "n_queries"],
+                            "mteb_agreement")
+        table["abs_diff"] = (table["local"].round(5) - table["mteb"]).abs()
+        table["raw_diff"] = (table["local"] - table["mteb"]).abs()
+        table["tie_low"], table["tie_high"] = table["local"], table["local"]
+        vectors = memo or wrapper.encoder  # the memo serves the local side's vectors again
+        for idx in table.index[table["abs_diff"] > EXACT]:
+            key = (table.at[idx, "query_lang"], table.at[idx, "doc_lang"])
+            table.loc[idx, ["tie_low", "tie_high"]] = subset_tie_range(vectors, subsets[key], tie_tol,
+                                                                       batch_size=batch_size, max_length=max_length)
+    rounding = 5e-6  # mteb's 5 decimals
+    table["within_ties"] = ((table["mteb"] >= table["tie_low"] - rounding)
+                            & (table["mteb"] <= table["tie_high"] + rounding))
+    n_exact = int((table["abs_diff"] <= EXACT).sum())
+    n_ties = int(((table["abs_diff"] > EXACT) & table["within_ties"]).sum())
     meta = wrapper.mteb_model_meta
     table.attrs.update(max_abs_diff=float(table["abs_diff"].max()), max_raw_diff=float(table["raw_diff"].max()),
-                       mteb_version=getattr(mteb, "__version__", "?"), model_name=meta.name,
-                       revision=meta.revision, max_items=max_items, fp32=fp32,
+                       mteb_version=_mteb_version(), model_name=getattr(meta, "name", wrapper.name),
+                       revision=getattr(meta, "revision", wrapper.revision), max_items=max_items, fp32=fp32,
                        n_queries=int(table["n_queries"].sum()), reuse_embeddings=reuse_embeddings,
-                       mteb_new_texts=memo.misses if memo is not None else None)
+                       mteb_new_texts=memo.misses if memo is not None else None,
+                       n_exact=n_exact, n_within_ties=n_ties, agree=n_exact + n_ties == len(table),
+                       tie_tol=tie_tol)
     return table
+
+
+def subset_tie_range(encoder, rset, tol: float = TIE_TOL, *, batch_size: int = 32,
+                     max_length: int = 512) -> tuple[float, float]:
+    """Lowest and highest local nDCG@10 of one MLQARetrieval subset over the orderings of its near-tied
+    candidates (scores at most ``tol`` apart), with ``encoder``'s vectors."""
+    q_texts, _, d_texts, relevant = mteb_view(rset)
+    q = encoder.encode(q_texts, "query", batch_size=batch_size, max_length=max_length, progress=False)
+    d = encoder.encode(d_texts, "passage", batch_size=batch_size, max_length=max_length, progress=False)
+    scores = np.asarray(q, dtype=np.float32) @ np.asarray(d, dtype=np.float32).T
+    return tie_metric_range(scores, relevant, tol)
 
 
 def join_scores(subsets: pd.DataFrame, theirs: pd.DataFrame, columns: Sequence[str], caller: str) -> pd.DataFrame:

@@ -161,11 +161,7 @@ def trained_already(profile_name: str, runs: list[NotebookRun], rerun: bool = Fa
     if rerun:
         return runs
     out = results_dir(profile_name)
-    times = out / "run_times.csv"
-    completed = set()
-    if times.is_file():
-        with times.open(newline="") as fh:
-            completed = {row.get("run", "") for row in csv.DictReader(fh)}
+    completed = last_finished(profile_name)
     kept, done = [], []
     for run in runs:
         executed = out / "notebooks" / f"{run.name}.ipynb"
@@ -366,6 +362,18 @@ def execute(profile_name: str, runs: list[NotebookRun], quiet: bool = False, sta
 TIME_COLUMNS = ["finished_utc", "notebook", "run", "seconds", "cpu_count", "cpu_model", "precision"]
 
 
+def last_finished(profile_name: str) -> dict[str, tuple[str, str]]:
+    """Run name -> (finished_utc, seconds) of its last completed execution, from ``run_times.csv`` (the one
+    reader of that file here; empty when the profile has none)."""
+    times = results_dir(profile_name) / "run_times.csv"
+    last: dict[str, tuple[str, str]] = {}
+    if times.is_file():
+        with times.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                last[row.get("run", "")] = (row.get("finished_utc", ""), row.get("seconds", ""))
+    return last
+
+
 def _log_time(path: Path, run: NotebookRun, seconds: float) -> None:
     """Append one row to ``run_times.csv`` with the machine it ran on (:func:`lib.machine.describe`); a file
     written before the machine columns existed is first rewritten with them (empty for its old rows)."""
@@ -414,12 +422,7 @@ def progress(profile_name: str, runs: list[NotebookRun]) -> dict[str, str]:
     """What is already done of each planned run, for ``--dry-run``: a training run is trained, resumable
     from its checkpoint, or to train; any other notebook run shows when it last finished
     (``run_times.csv``), or that it has not run."""
-    times = results_dir(profile_name) / "run_times.csv"
-    last: dict[str, tuple[str, str]] = {}
-    if times.is_file():
-        with times.open(newline="") as fh:
-            for row in csv.DictReader(fh):
-                last[row.get("run", "")] = (row.get("finished_utc", ""), row.get("seconds", ""))
+    last = last_finished(profile_name)
     out = {}
     for run in runs:
         if run.notebook.stem.startswith("03"):

@@ -103,6 +103,29 @@ def test_trec_ranks_break_ties_by_doc_id_descending():
     assert ranks[0].tolist() == [1] and tied.tolist() == [False]
 
 
+def test_tie_rank_bounds_let_near_tied_candidates_come_in_either_order():
+    # sorted: 0.9 | 0.5000004, 0.5, 0.4999997 (a chain of gaps <= 1e-6) | 0.1
+    scores = np.array([[0.5, 0.9, 0.5000004, 0.1, 0.4999997]], dtype=np.float64)
+    best, worst = MR.tie_rank_bounds(scores, [[0]], tol=1e-6)
+    assert best[0].tolist() == [2] and worst[0].tolist() == [4]  # anywhere in the group of three
+    best, worst = MR.tie_rank_bounds(scores, [[0, 4]], tol=1e-6)  # two relevant documents in one group
+    assert sorted(best[0].tolist()) == [2, 3] and sorted(worst[0].tolist()) == [3, 4]
+    best, worst = MR.tie_rank_bounds(scores, [[1, 3]], tol=1e-6)  # alone in their groups: one rank each
+    assert best[0].tolist() == worst[0].tolist() == [1, 5]
+    best, worst = MR.tie_rank_bounds(scores, [[0]], tol=0.0)  # no tolerance: nothing is tied
+    assert best[0].tolist() == worst[0].tolist() == [3]
+    with pytest.raises(ConfigError, match="tol=-1"):
+        MR.tie_rank_bounds(scores, [[0]], tol=-1)
+
+
+def test_tie_metric_range_spans_the_orderings_of_a_near_tie_at_rank_10():
+    # the relevant document (index 0) ties within 1e-7 with the candidate at rank 10: rank 10 or 11
+    scores = np.concatenate([[0.5], 0.5 + np.arange(9, 0, -1) * 0.01, [0.5 + 1e-7], [0.1]])[None, :]
+    low, high = MR.tie_metric_range(scores, [[0]], tol=1e-6)
+    assert low == 0.0 and high == pytest.approx(1 / math.log2(11))
+    assert MR.tie_metric_range(scores, [[0]], tol=1e-8) == (0.0, 0.0)  # ranked 11th: outside the top 10
+
+
 def test_ndcg_at_10_on_a_handmade_ranking_matches_a_second_implementation():
     rng = np.random.default_rng(0)
     n_docs, ids = 14, [f"c{j:02d}" for j in range(14)]
