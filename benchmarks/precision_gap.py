@@ -76,6 +76,25 @@ def same_batches(run: str, reference: str, other: str) -> bool | None:
     return pd.read_csv(paths[0]).equals(pd.read_csv(paths[1]))
 
 
+def loss_curves(run: str, reference: str, other: str) -> str | None:
+    """The two runs' training losses step by step (``train_log.csv``, kept in git where the batch plan is not):
+    the first step's loss (same weights, so equal up to precision when the batch is the same) and the
+    correlation of the step-to-step changes (the trend removed; near 0 for unrelated batches)."""
+    paths = [results_dir(p) / "models" / run / "train_log.csv" for p in (reference, other)]
+    if not all(p.is_file() for p in paths):
+        return None
+    a, b = (pd.read_csv(p).dropna(subset=["loss"]).set_index("step")["loss"] for p in paths)
+    both = pd.concat([a.rename("ref"), b.rename("other")], axis=1, join="inner").sort_index()
+    if len(both) < 3:
+        return None
+    first = both.iloc[0]
+    changes = both.diff().dropna()
+    early = changes.iloc[:10]
+    return (f"step {int(both.index[0])} loss {first['ref']:.4f} ({reference}) vs {first['other']:.4f} ({other}); "
+            f"correlation of step-to-step loss changes: {early['ref'].corr(early['other']):.3f} over the first "
+            f"{len(early)} steps, {changes['ref'].corr(changes['other']):.3f} over all {len(changes)}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default="hybrid_a0.5_s0", help="run name, trained in both profiles")
@@ -99,7 +118,11 @@ def main(argv=None) -> int:
     bf16 = macro(pd.read_csv(reference))
     table = compare(bf16, fp32, args.run)
     batches = same_batches(args.run, args.reference, args.profile)
-    print(f"same training batches in both runs: {'unknown' if batches is None else 'yes' if batches else 'NO'}")
+    print(f"same training batches in both runs: {'unknown' if batches is None else 'yes' if batches else 'NO'}"
+          + (" (batch plans compared)" if batches is not None else ""))
+    curves = loss_curves(args.run, args.reference, args.profile)
+    if curves:
+        print(f"training losses: {curves}")
     pd.set_option("display.width", 200)
     print(table.round(4).to_string(index=False))
     trained = table[(table["model"] == args.run) & table["seed_sd"].notna()]
