@@ -140,9 +140,31 @@ def answer_lines(table: pd.DataFrame, band: pd.DataFrame, metric: str = "map") -
     if centered.empty:
         text += "no hybrid alpha other than 0.5 was trained, so the curve's flatness around 0.5 is not tested."
     else:
-        flat = [bool((part["vs_center_outcome"] == "equivalent").all())
-                for _, part in centered.groupby(["dataset", "setting"])]
+        groups = list(centered.groupby(["dataset", "setting"], sort=False))
+        flat = [bool((g["vs_center_outcome"] == "equivalent").all()) for _, g in groups]
         text += (f"every other hybrid alpha is equivalent to 0.5 (within the margin) in {sum(flat)} of "
                  f"{len(flat)}.")
+        text += " " + _paper_band(centered, groups, flat)
     lines.append(text)
     return lines
+
+
+PAPER_BAND = (0.4, 0.6)  # the paper: the tuned alpha is "stable for 0.4-0.6" (no numbers published)
+
+
+def _paper_band(centered: pd.DataFrame, groups: list, flat: list[bool]) -> str:
+    """The paper's "stable for 0.4-0.6" against the trained alphas around 0.5: which of them lie in that band,
+    and where the curve is not flat, which neighbour differs and how."""
+    lo, hi = PAPER_BAND
+    alphas = sorted(float(a) for a in centered["alpha"].unique())
+    inside = [a for a in alphas if lo <= a <= hi]
+    shown = ", ".join(f"{a:g}" for a in alphas)
+    head = (f"The paper's \"stable for {lo:g}-{hi:g}\": " + (
+        f"alpha {', '.join(f'{a:g}' for a in inside)} lies in that band; " if inside else
+        f"no trained alpha besides 0.5 lies in that band, so it is tested at the wider {shown}; "))
+    if all(flat):
+        return head + "the curve is flat within the margin there in every setting."
+    moved = [f"{d} {s}: " + ", ".join(f"{a:g} {o}" for a, o in zip(g["alpha"], g["vs_center_outcome"])
+                                      if o != "equivalent")
+             for ((d, s), g), ok in zip(groups, flat) if not ok]
+    return head + f"flat within the margin in {sum(flat)} of {len(flat)} settings; not in {'; '.join(moved)}."

@@ -87,6 +87,10 @@ def test_peak_is_found_and_a_flat_curve_is_a_band(simulated):
     assert lines[-1].startswith("map: a single best alpha in 1 of 2 settings; alpha 0.5 is not worse than the best "
                                 "in 2 of 2; every other hybrid alpha is equivalent to 0.5 (within the margin) in 1 "
                                 "of 2")
+    # the paper's "stable for 0.4-0.6": only the wider 0.25 / 0.75 are trained, and multi is not flat
+    assert lines[-1].endswith('The paper\'s "stable for 0.4-0.6": no trained alpha besides 0.5 lies in that band, '
+                              "so it is tested at the wider 0.25, 0.75; flat within the margin in 1 of 2 settings; "
+                              "not in xquad_r multi: 0.25 worse, 0.75 worse.")
 
 
 def test_two_arms_with_one_alpha_are_refused():
@@ -113,3 +117,15 @@ def test_three_arms_say_the_flatness_is_untested(simulated):
     last = alpha_axis.answer_lines(table, alpha_axis.best_band(table))[-1]
     assert last.endswith("no hybrid alpha other than 0.5 was trained, so the curve's flatness around 0.5 is not "
                          "tested.")
+
+
+def test_the_paper_band_sentence_names_the_alphas_inside_it():
+    centered = pd.DataFrame({"dataset": ["xquad_r"] * 2 + ["mlqa_r"] * 2, "setting": "mono",
+                             "alpha": [0.4, 0.6] * 2,
+                             "vs_center_outcome": ["equivalent", "equivalent", "equivalent", "better"]})
+    groups = list(centered.groupby(["dataset", "setting"], sort=False))
+    text = alpha_axis._paper_band(centered, groups, [True, False])
+    assert text == ('The paper\'s "stable for 0.4-0.6": alpha 0.4, 0.6 lies in that band; flat within the margin '
+                    "in 1 of 2 settings; not in mlqa_r mono: 0.6 better.")
+    assert alpha_axis._paper_band(centered, groups, [True, True]).endswith(
+        "the curve is flat within the margin there in every setting.")
