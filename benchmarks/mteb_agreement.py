@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embeddings reused: mteb got the local side's vectors; texts mteb asked for that the local side "
               f"never encoded: {a['mteb_new_texts']}")
     print(f"max |round(local, 5) - mteb| nDCG@10 over the {len(table)} subsets: {a['max_abs_diff']:.2e} "
-          f"({int((table['abs_diff'] > 1e-6).sum())} subsets above 1e-6)")
+          f"({len(table) - a['n_exact']} subsets above {ME.EXACT:g}; {a['n_within_ties']} of them within the range "
+          f"that near-ties (scores <= {a['tie_tol']:g} apart) allow): {'agree' if a['agree'] else 'DISAGREE'}")
     print(f"max |local - mteb| (unrounded local; mteb rounds to 5 decimals): {a['max_raw_diff']:.2e}")
     print(f"mean nDCG@10 over the subsets: local {table['local'].mean():.5f}, mteb {table['mteb'].mean():.5f}")
     worst = table.nlargest(3, "raw_diff")[["subset", "local", "mteb", "raw_diff"]]
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall time {seconds / 60:.1f} min")
     if args.csv:
         table.to_csv(args.csv, index=False)
-    return 0 if a["max_abs_diff"] <= 1e-6 else 1
+    return 0 if a["agree"] else 1
 
 
 if __name__ == "__main__":
