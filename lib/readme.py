@@ -325,9 +325,23 @@ def budget_axis_block(folder: Path, other: str = "budget") -> str:
     listed = "; ".join(f"{_ds_label(r['dataset'])} {r['setting']} {r['metric']} {r['a']} vs {r['b']} "
                        f"({r['subset']}): " + " -> ".join(str(r[f'outcome_{b}']) for b in budgets)
                        for _, r in changed.iterrows())
-    return (f"- Verdicts at {' / '.join(str(b) for b in budgets)} steps: {claims}.\n"
+    text = (f"- Verdicts at {' / '.join(str(b) for b in budgets)} steps: {claims}.\n"
             f"- {len(changed)} of {len(changes)} comparison outcomes change with the budget"
             + (f": {listed}." if listed else "."))
+    times_file = folder.parent / other / "run_times.csv"
+    if times_file.is_file():
+        times = _read(folder.parent / other, "run_times.csv")
+        runs = times[times["notebook"] == "03_training"].drop_duplicates("run", keep="last").dropna(
+            subset=["cpu_model"])
+        if len(runs):
+            seeds = sorted({int(m.group(1)) for m in (re.search(r"seed-(\d+)", r) for r in runs["run"]) if m})
+            machines = ", ".join(f"{cpu} ({prec})" for (cpu, prec), _ in runs.groupby(["cpu_model", "precision"]))
+            minutes = runs["seconds"] / 60
+            text += (f"\n- The {budget_of(other)}-step profile (`{other}`): {len(runs)} training runs, seeds "
+                     f"{', '.join(map(str, seeds))}, {minutes.min():.1f}-{minutes.max():.1f} min each (training "
+                     f"and evaluation) on {machines}, 2 cores (`results/{other}/run_times.csv`); with "
+                     f"{len(seeds)} seeds per arm its intervals are wider than the default's.")
+    return text
 
 
 def efficiency_findings(folder: Path) -> str:
@@ -507,12 +521,9 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "scaling-table": scaling_table,
     "scaling-answer": scaling_answer,
     "scaling-costs": scaling_costs,
-}
-# Written by the functions above and registered in BLOCKS once the README carries their markers
-# (the default run that produces their files is in progress; see the README's Results section).
-PENDING: dict[str, Callable[[Path], str]] = {
     "budget-axis": budget_axis_block,
 }
+PENDING: dict[str, Callable[[Path], str]] = {}  # blocks written before the README carries their markers
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) \(python -m lib.readme\) -->\n)(?P<body>.*?)"
                     r"(\n<!-- end generated: (?P=name) -->)", re.S)
 

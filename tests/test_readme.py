@@ -144,6 +144,16 @@ def test_checkpoint_and_budget_blocks(tmp_path):
     text = readme.budget_axis_block(default)
     assert f"Verdicts at {low} / {high} steps: claim 1: not supported / supported; claim 2: supported / supported" in text
     assert "1 of 1 comparison outcomes change with the budget: MLQA-R cross map hybrid vs cross (all): worse -> equivalent" in text
+    assert "-step profile" not in text  # no run times of the other profile: no line about them
+    pd.DataFrame([{"notebook": "03_training", "run": f"03_training__seed-{k}_strategy-{s}", "seconds": sec,
+                   "cpu_model": "Test CPU", "precision": "bf16"}
+                  for k, s, sec in ((0, "mono", 600), (0, "mono", 660), (1, "hybrid", 720))]
+                 + [{"notebook": "01_data_preparation", "run": "01_data_preparation", "seconds": 3000,
+                     "cpu_model": "Test CPU", "precision": "bf16"}]).to_csv(budget / "run_times.csv", index=False)
+    assert readme.budget_axis_block(default).splitlines()[-1] == (
+        f"- The {high}-step profile (`budget`): 2 training runs, seeds 0, 1, 11.0-12.0 min each (training and "
+        "evaluation) on Test CPU (bf16), 2 cores (`results/budget/run_times.csv`); with 2 seeds per arm its "
+        "intervals are wider than the default's.")
 
 
 def test_training_times_by_machine(tmp_path):
