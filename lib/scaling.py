@@ -229,8 +229,13 @@ def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
 
 def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] = DEFAULT_SIZES,
                 strategies: Sequence[str] | None = None, alpha: float = 0.5, seeds: Sequence[int] = (0,),
-                depth: int | None = None, axis: str = "truncated") -> list[SizedModel]:
+                depth: int | None = None, axis: str = "truncated",
+                full_size_seeds: Sequence[int] | None = None) -> list[SizedModel]:
     """Zero-shot plus one trained model per strategy and seed for every size.
+
+    ``full_size_seeds``: the seeds at the backbone's own depth when they differ
+    from ``seeds`` (there the runs are notebook 03's, which may have trained
+    more seeds than the smaller sizes afford); ``None`` uses ``seeds``.
 
     ``axis="truncated"``: the backbone's first k layers; ``axis="distilled"``:
     the student ``distilled-L<k>`` for every k below the backbone's depth
@@ -245,6 +250,7 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
     check_sizes(sizes, depth, backbone)
     strategies = _strategies(strategies)
     seeds = parse_seeds(list(seeds))
+    full_seeds = seeds if full_size_seeds is None else parse_seeds(list(full_size_seeds))
     models = []
     for k in sorted(sizes):
         if axis == "distilled" and k != depth:
@@ -254,7 +260,7 @@ def plan_models(profile: str, backbone: str = "embedded", sizes: Sequence[int] =
             source, arg, prefix = backbone, num_layers_arg(k, depth), ""
         models.append(SizedModel(zero_shot_name(source, arg), ZERO_SHOT, k, arg, source))
         for strategy in strategies:
-            for seed in seeds:
+            for seed in full_seeds if k == depth else seeds:
                 cfg = TrainConfig(backbone=source, num_layers=arg, strategy=strategy, alpha=alpha, seed=seed)
                 name = prefix + run_name(cfg)
                 models.append(SizedModel(name, strategy, k, arg, source, cfg.alpha, seed,

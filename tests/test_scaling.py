@@ -183,6 +183,12 @@ def test_seeds_and_arms():
     assert [m.name for m in plan if m.layers == 1] == ["zero-shot_L1", "mono_s0_L1", "mono_s3_L1",
                                                        "hybrid_a0.5_s0_L1", "hybrid_a0.5_s3_L1"]
     assert {m.arm for m in plan if m.strategy == "hybrid"} == {"hybrid_a0.5_L1", "hybrid_a0.5"}
+    # notebook 03's runs at full depth may have more seeds than the smaller sizes
+    plan = S.plan_models("t", "embedded", sizes=(1, 2), strategies=("mono",), seeds=(0,), depth=2,
+                         full_size_seeds=(0, 1, 2))
+    assert [m.name for m in plan] == ["zero-shot_L1", "mono_s0_L1", "zero-shot", "mono_s0", "mono_s1", "mono_s2"]
+    with pytest.raises(ConfigError, match="seeds"):
+        S.plan_models("t", "embedded", sizes=(1, 2), seeds=(0,), depth=2, full_size_seeds=(1, 1))
     assert models.arm_name("distilled-L3__mono_s12") == "distilled-L3__mono"
     assert models.arm_name("zero-shot_distilled-L3") == "zero-shot_distilled-L3"
 
