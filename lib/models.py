@@ -29,7 +29,11 @@ the fingerprints and depth of both checkpoints). With the record, a run
 whose weights are not here is still a finished run with the same identity,
 so its carried results (``lib.evaluation``'s rank files) are up to date and
 nothing is retrained or re-evaluated; only what needs the weights
-themselves (encoding new texts, notebook 06) says so and names the fix.
+themselves (encoding new texts, notebook 06) says so and names the fix:
+``python -m lib.training restore`` trains the run again and, when every
+step's loss and every validation loss equal the recorded log to the last
+bit, moves the weights in with ``restored.json`` (:func:`write_restored`),
+so the run keeps its recorded fingerprints and results.
 """
 from __future__ import annotations
 
@@ -116,6 +120,7 @@ def config_layers(folder: Path) -> float:
 CHECKPOINTS = ("model", "last")  # a run's kept checkpoint (lowest validation loss) and its last step
 LAST_SUFFIX = "__last"
 RECORD = "record.json"  # a run's identity without its weights (write_record)
+RESTORED = "restored.json"  # weights trained again elsewhere and shown to be the recorded run's (write_restored)
 
 
 def checkpoint_model_name(run: str, checkpoint: str = "model") -> str:
@@ -172,6 +177,37 @@ def write_record(run_dir: Path) -> Path:
     return path
 
 
+def write_restored(run_dir: Path, folders: dict[str, Path], evidence: dict) -> Path:
+    """Record in ``restored.json`` that the weights in ``folders`` (checkpoint name -> a folder about to be
+    moved into ``run_dir`` unchanged) are the run's recorded checkpoints, trained again and shown to be the
+    same run by ``evidence`` (``lib.training.restore_weights``). While each such folder is unchanged,
+    :func:`describe_model` gives the run its recorded fingerprint, so its carried results stay its own."""
+    run_dir = Path(run_dir)
+    read_record(run_dir)  # ModelError: nothing recorded to restore
+    values = {"folders": {name: folder_fingerprint(folder) for name, folder in folders.items()},
+              "evidence": evidence}
+    path = run_dir / RESTORED
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def _restored_fingerprint(run_dir: Path, checkpoint: str) -> str | None:
+    """The recorded fingerprint of a checkpoint whose weights were restored here and are unchanged since
+    (None otherwise: then the weights' own fingerprint names them)."""
+    path = run_dir / RESTORED
+    if not path.is_file() or not (run_dir / checkpoint).is_dir():
+        return None
+    try:
+        held = json.loads(path.read_text())["folders"].get(checkpoint)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path} is not a restore record ({exc}); delete it and the run's model/ and last/ "
+                         "folders, then restore the weights again (python -m lib.training restore)") from None
+    if held is None or held != folder_fingerprint(run_dir / checkpoint):
+        return None
+    return read_record(run_dir)["kept" if checkpoint == "model" else "last"]["fingerprint"]
+
+
 def read_record(run_dir: Path) -> dict:
     """``record.json`` of a run (ModelError naming the file when it is missing or malformed)."""
     path = Path(run_dir) / RECORD
@@ -190,8 +226,10 @@ def _weights_elsewhere(run_dir: Path, checkpoint: str):
     def load():
         raise ModelError(f"the weights of {run_dir.name} ({checkpoint}/) are not on this machine: its results "
                          f"came with the results folder ({RECORD}, rank files) but the model was trained "
-                         f"elsewhere. Retrain it to encode new texts: move {run_dir} aside and run notebook 03 "
-                         "for it again (./run_all.sh PROFILE --only 03)")
+                         f"elsewhere. To encode new texts, train it again into the same identity: python -m "
+                         f"lib.training restore {run_dir.parent.parent.name} {run_dir.name} (checked step by step "
+                         "against its training log; a different machine kind may not reproduce it, then move "
+                         f"{run_dir} aside and run notebook 03 for it again: ./run_all.sh PROFILE --only 03)")
     return load
 
 
@@ -232,7 +270,7 @@ def describe_model(model, model_name: str | None = None, num_layers: int = 0,
         sub = path / checkpoint
         if not sub.is_dir():
             raise ModelError(f"{path} has no {checkpoint}/ folder: the run did not finish; rerun its training")
-        fp = _fingerprint(path, cfg, checkpoint)
+        fp = _restored_fingerprint(path, checkpoint) or _fingerprint(path, cfg, checkpoint)
         return ModelSpec(safe_name(model_name or checkpoint_model_name(path.name, checkpoint)), strategy, alpha,
                          float(cfg.get("seed", math.nan)), config_layers(path / "model"), fp,
                          lambda: load_encoder(str(sub)))

@@ -214,9 +214,10 @@ def missing_inputs(profile_name: str, all_runs: list[NotebookRun], selected: lis
                 problems.append(
                     f"notebook {stem} encodes with every model it measures, and the weights of {len(elsewhere)} "
                     f"finished run(s) are not on this machine ({_names(elsewhere)}): their results came with the results "
-                    f"folder, their weights stayed where they were trained. Retrain them (move their folders "
-                    f"in {out / 'models'} aside, then {command} --only 03), or name the runs to measure in "
-                    f"notebook 06's `models` parameter")
+                    f"folder, their weights stayed where they were trained. Train them again into the same "
+                    f"identity (checked step by step against their training logs): python -m lib.training "
+                    f"restore {profile_name} {' '.join(f.name for f in elsewhere)}; or name the runs to "
+                    f"measure in notebook 06's `models` parameter")
         if stem[:2] == "05" and "04" not in earlier and not (out / "metrics.csv").is_file():
             problems.append(
                 f"notebook {stem} reads notebook 04's evaluation ({out / 'metrics.csv'} does not exist). Run "

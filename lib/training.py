@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 from lib import machine, models, strategies, training_data
 from lib.backbones import load_encoder
 from lib.encoder import bf16_supported
-from lib.errors import ConfigError
+from lib.errors import ConfigError, ModelError
 from lib.model_store import base_reference, model_card, save_compact, save_same_as
 from lib.paths import atomic_write
 from lib.contrastive import DualEmbed, adamw, pair_texts, prepare_params, train_step, validation_loss
@@ -450,3 +450,114 @@ def _finish(cfg, out_dir, pairs, batches, saver, run, bf16, world, device, has_v
     _write_json({**cfg.to_dict(), **facts}, out_dir / "train_config.json")
     models.write_record(out_dir)  # the run's identity without its weights (travels with the results, lib.models)
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
+
+
+# ---------------------------------------------------------------- weights trained elsewhere
+
+RESTORE_DIR = "restore"  # results/<profile>/restore/<run>/: where restore_weights trains (resumable; not in git)
+_SAME_COLUMNS = ["step", "loss", "lr", "val_loss"]  # pairs_per_s is a timing, not the run
+
+
+def _log_difference(recorded: pd.DataFrame, again: pd.DataFrame) -> str | None:
+    """None when the two training logs are the same run to the last bit, else what differs first."""
+    if list(recorded["step"]) != list(again["step"]):
+        return f"steps {list(recorded['step'])[:5]}... against {list(again['step'])[:5]}..."
+    for column in _SAME_COLUMNS[1:]:
+        a, b = recorded[column].to_numpy(float), again[column].to_numpy(float)
+        if not np.array_equal(a, b, equal_nan=True):
+            differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+            first = int(np.flatnonzero(differ)[0])
+            return (f"{column} first differs at step {int(recorded['step'].iloc[first])}: recorded {a[first]!r}, "
+                    f"again {b[first]!r} ({int(differ.sum())} of {len(a)} rows differ)")
+    return None
+
+
+def restore_weights(run_dir: str | os.PathLike, work_dir: str | os.PathLike | None = None,
+                    pairs: pd.DataFrame | None = None, encoder=None, progress: bool = True) -> dict:
+    """Bring back the weights of a finished run that came without them (its ``record.json``, logs and
+    results are here; the weights stayed on the machine that trained it) by training it again, and adopt
+    them as that run's only when the new training is the same run: every step's loss and learning rate and
+    every validation loss equal to the recorded ``train_log.csv`` to the last bit, and the same kept step.
+    Then ``model/``, ``last/`` and ``batches.csv`` move into the run folder with ``restored.json``
+    (:func:`lib.models.write_restored`), so the run keeps its recorded fingerprints and every carried
+    result stays its own; what needs the weights (notebook 06) can use them.
+
+    The training goes to ``work_dir`` (default ``results/<profile>/restore/<run>/``; resumable, removed
+    when done). When the logs differ (another CPU kind or precision, another library version) a
+    ``ModelError`` says where, the run folder is left as it was and the new training is kept in
+    ``work_dir`` for a look. ``pairs`` / ``encoder`` as for :func:`train` (tests). Returns a summary."""
+    run_dir = Path(run_dir)
+    work = Path(work_dir) if work_dir is not None else run_dir.parent.parent / RESTORE_DIR / run_dir.name
+    if models.has_weights(run_dir) and not work.exists():
+        return {"run": run_dir.name, "restored": False, "why": "its weights are here"}
+    record = models.read_record(run_dir)  # ModelError when the run did not finish
+    saved = json.loads((run_dir / "train_config.json").read_text())
+    cfg = TrainConfig(**_saved_config(run_dir / "train_config.json"))
+    train(cfg, work, pairs=pairs, encoder=encoder, progress=progress)
+    again = json.loads((work / "train_config.json").read_text())
+    recorded_log, new_log = pd.read_csv(run_dir / "train_log.csv"), pd.read_csv(work / "train_log.csv")
+    differ = _log_difference(recorded_log, new_log)
+    if differ is None and again.get("best_step") != saved.get("best_step"):
+        differ = f"kept step {again.get('best_step')} against the recorded {saved.get('best_step')}"
+    if differ is None and models.read_record(work)["last"]["same_as_kept"] != record["last"]["same_as_kept"]:
+        differ = "the last step is the kept one in one training and not in the other"
+    if differ is not None:
+        raise ModelError(
+            f"{run_dir.name}: training it again here is not the recorded run ({differ}; recorded on "
+            f"{saved.get('cpu_model')} in {saved.get('precision')}, here {again.get('cpu_model')} in "
+            f"{again.get('precision')}). {run_dir} is left as it was; the new training is in {work}. Train it "
+            "on a machine of the recorded kind, or retrain it as a new run (move the run folder aside and run "
+            "notebook 03 for it again, then re-run notebooks 04-08)")
+    parts = ["model"] + ([] if models.last_is_kept(work) else ["last"])
+    evidence = {"train_log_rows": len(recorded_log), "validation_points": int(recorded_log["val_loss"].notna().sum()),
+                "compared": _SAME_COLUMNS, "best_step": saved.get("best_step"),
+                "cpu_model": again.get("cpu_model"), "precision": again.get("precision"),
+                "torch": again.get("torch"), "train_seconds": again.get("train_seconds"),
+                "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if not (run_dir / models.RESTORED).is_file() or not models.has_weights(run_dir):
+        models.write_restored(run_dir, {p: work / p for p in parts}, evidence)
+    for part in ("model", "last", "batches.csv"):  # renames keep the folders' fingerprints
+        if (work / part).exists() and not (run_dir / part).exists():
+            os.replace(work / part, run_dir / part)
+    shutil.rmtree(work)
+    return {"run": run_dir.name, "restored": True, **evidence}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lib.training restore PROFILE RUN [RUN ...]``: :func:`restore_weights` for each run."""
+    import argparse
+
+    from lib.errors import StudyError
+    from lib.paths import results_dir
+
+    parser = argparse.ArgumentParser(prog="python -m lib.training", description=restore_weights.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    restore = sub.add_parser("restore", help="train runs again whose weights stayed where they were trained")
+    restore.add_argument("profile", help="results/<profile>/ holds the runs")
+    restore.add_argument("runs", nargs="+", help="run names (folders in results/<profile>/models/)")
+    args = parser.parse_args(argv)
+    status = 0
+    for name in args.runs:
+        run_dir = results_dir(args.profile) / "models" / name
+        try:
+            if not (run_dir / "train_config.json").is_file():
+                raise ModelError(f"{run_dir} is not a run folder (no train_config.json); the runs of "
+                                        f"this profile: {', '.join(p.name for p in models.trained_models(args.profile))}")
+            done = restore_weights(run_dir)
+        except StudyError as exc:
+            print(f"error: {exc}")
+            status = 1
+            continue
+        if done["restored"]:
+            print(f"{name}: restored (trained again in {done['train_seconds']:.0f} s, {done['cpu_model']}, "
+                  f"{done['precision']}); "
+                  f"{done['train_log_rows']} log rows and {done['validation_points']} validation losses equal "
+                  "the recorded ones to the last bit")
+        else:
+            print(f"{name}: nothing to do ({done['why']})")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -348,7 +348,8 @@ def test_runs_trained_on_another_machine_count_as_trained_but_notebook_06_needs_
     assert "2 of 2 training runs trained" in out["notebook 03"] and "(1 of them elsewhere" in out["notebook 03"]
     assert runner.main([str(path), "--only", "06"]) == runner.EXIT_CONFIG
     err = capsys.readouterr().err
-    assert "the weights of 1 finished run(s) are not on this machine (mono_s1_L2)" in err and "--only 03" in err
+    assert "the weights of 1 finished run(s) are not on this machine (mono_s1_L2)" in err
+    assert "python -m lib.training restore carried mono_s1_L2" in err  # the fix, as a command
     # measured in the session that had the weights: not run again, said so, nothing fails
     (results / "carried" / "efficiency.csv").write_text("model,dataset,value\nzero-shot_L2,d,1\nmono_s0_L2,d,1\n"
                                                         "mono_s1_L2,d,1\n")

@@ -233,3 +233,60 @@ def test_batch_larger_than_a_language_pool_stops_training(tmp_path, pairs):
                                           rf"in .* with only {int(sizes.min())} distinct items/passages"):
         train(tiny_cfg(strategy="mono", batch_size=batch), tmp_path / "run", pairs=pairs,
               encoder=build_tiny_encoder(), progress=False)
+
+
+def test_restore_weights_brings_back_the_recorded_run_or_leaves_it_alone(tmp_path, pairs):
+    """A run that came without its weights is trained again; equal logs (to the last bit) give it back its
+    weights under the recorded fingerprints; a log that differs leaves the run folder as it was."""
+    from lib import models
+    from lib.errors import ModelError
+    from lib.training import restore_weights
+
+    cfg = tiny_cfg(steps=4, eval_every=1, strategy="hybrid", lr=3e-2)
+    out = train(cfg, tmp_path / "p" / "models" / run_name(cfg), pairs=pairs, encoder=build_tiny_encoder(0),
+                progress=False)
+    specs = {c: models.describe_model(str(out), checkpoint=c) for c in ("model", "last")}
+    trained = weights(specs["model"].load())
+    for folder in ("model", "last"):
+        shutil.rmtree(out / folder)
+    (out / "batches.csv").unlink()
+
+    done = restore_weights(out, pairs=pairs, encoder=build_tiny_encoder(0), progress=False)
+    assert done["restored"] and done["train_log_rows"] == 5 and done["validation_points"] == 5
+    assert (out / "model").is_dir() and (out / "batches.csv").is_file() and (out / models.RESTORED).is_file()
+    assert not (tmp_path / "p" / "restore" / out.name).exists()  # the working folder is gone
+    for checkpoint, spec in specs.items():
+        again = models.describe_model(str(out), checkpoint=checkpoint)
+        assert (again.name, again.fingerprint) == (spec.name, spec.fingerprint)
+    restored = weights(models.describe_model(str(out)).load())
+    assert all(torch.equal(trained[k], restored[k]) for k in trained)
+    assert restore_weights(out)["restored"] is False  # weights here: nothing to do
+
+    # weights changed after the restore are not the recorded run any more
+    weights_file = next(p for p in (out / "model").rglob("*") if p.is_file() and p.suffix != ".json")
+    weights_file.touch()
+    assert models.describe_model(str(out)).fingerprint != specs["model"].fingerprint
+
+    # a recorded log that the new training does not reproduce: refused, the run folder untouched
+    for folder in ("model", "last"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    (out / models.RESTORED).unlink()
+    log = pd.read_csv(out / "train_log.csv")
+    log.loc[log["step"] == 2, "loss"] += 1e-7
+    log.to_csv(out / "train_log.csv", index=False)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ModelError, match=r"hybrid_a0.5_s0: training it again here is not the recorded run "
+                                         r"\(loss first differs at step 2.*left as it was"):
+        restore_weights(out, pairs=pairs, encoder=build_tiny_encoder(0), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == before and not models.has_weights(out)
+    assert (tmp_path / "p" / "restore" / out.name / "model").is_dir()  # kept for a look
+
+
+def test_restore_command_names_a_missing_run(tmp_path, monkeypatch, capsys):
+    from lib import paths
+    from lib.training import main
+
+    monkeypatch.setattr(paths, "results_dir", lambda profile: tmp_path / profile)
+    assert main(["restore", "p", "mono_s9"]) == 1
+    out = capsys.readouterr().out
+    assert "error:" in out and "models/mono_s9 is not a run folder (no train_config.json)" in out
