@@ -464,8 +464,8 @@ def _log_difference(recorded: pd.DataFrame, again: pd.DataFrame) -> str | None:
         return f"steps {list(recorded['step'])[:5]}... against {list(again['step'])[:5]}..."
     for column in _SAME_COLUMNS[1:]:
         a, b = recorded[column].to_numpy(float), again[column].to_numpy(float)
-        if not np.array_equal(a, b, equal_nan=True):
-            differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        if differ.any():
             first = int(np.flatnonzero(differ)[0])
             return (f"{column} first differs at step {int(recorded['step'].iloc[first])}: recorded {a[first]!r}, "
                     f"again {b[first]!r} ({int(differ.sum())} of {len(a)} rows differ)")
@@ -487,12 +487,16 @@ def restore_weights(run_dir: str | os.PathLike, work_dir: str | os.PathLike | No
     ``ModelError`` says where, the run folder is left as it was and the new training is kept in
     ``work_dir`` for a look. ``pairs`` / ``encoder`` as for :func:`train` (tests). Returns a summary."""
     run_dir = Path(run_dir)
+    if not (run_dir / "train_config.json").is_file():
+        runs = sorted(p.name for p in run_dir.parent.glob("*") if models.is_finished(p))
+        raise ModelError(f"{run_dir} is not a run folder (no train_config.json); the runs beside it: "
+                         f"{', '.join(runs) or 'none'}")
     work = Path(work_dir) if work_dir is not None else run_dir.parent.parent / RESTORE_DIR / run_dir.name
     if models.has_weights(run_dir) and not work.exists():
         return {"run": run_dir.name, "restored": False, "why": "its weights are here"}
     record = models.read_record(run_dir)  # ModelError when the run did not finish
     saved = json.loads((run_dir / "train_config.json").read_text())
-    cfg = TrainConfig(**_saved_config(run_dir / "train_config.json"))
+    cfg = config_from(saved)
     train(cfg, work, pairs=pairs, encoder=encoder, progress=progress)
     again = json.loads((work / "train_config.json").read_text())
     recorded_log, new_log = pd.read_csv(run_dir / "train_log.csv"), pd.read_csv(work / "train_log.csv")
@@ -514,7 +518,7 @@ def restore_weights(run_dir: str | os.PathLike, work_dir: str | os.PathLike | No
                 "cpu_model": again.get("cpu_model"), "precision": again.get("precision"),
                 "torch": again.get("torch"), "train_seconds": again.get("train_seconds"),
                 "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if not (run_dir / models.RESTORED).is_file() or not models.has_weights(run_dir):
+    if not models.has_weights(run_dir):  # else a resumed move: restored.json was written before it began
         models.write_restored(run_dir, {p: work / p for p in parts}, evidence)
     for part in ("model", "last", "batches.csv"):  # renames keep the folders' fingerprints
         if (work / part).exists() and not (run_dir / part).exists():
@@ -541,9 +545,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.runs:
         run_dir = results_dir(args.profile) / "models" / name
         try:
-            if not (run_dir / "train_config.json").is_file():
-                raise ModelError(f"{run_dir} is not a run folder (no train_config.json); the runs of "
-                                        f"this profile: {', '.join(p.name for p in models.trained_models(args.profile))}")
             done = restore_weights(run_dir)
         except StudyError as exc:
             print(f"error: {exc}")
